@@ -1,0 +1,30 @@
+# vmpulse: the two commands a new user needs are `make demo` and `make test`.
+SWIFT ?= swift
+
+.PHONY: setup build test demo bench clean
+
+## setup: install QEMU and friends if missing, build the test guest
+setup:
+	scripts/setup.sh
+
+build: setup
+	$(SWIFT) build
+
+## test: everything the suite needs, then the whole suite (real QEMU guests included)
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+## demo: boot three test guests and show live `vmpulse stats` for them
+demo: setup
+	$(SWIFT) build
+	scripts/demo.sh
+
+## bench: vmpulse stats vs virsh domstats on N paused guests (N=50 by default)
+bench:
+	scripts/setup.sh --libvirt
+	$(SWIFT) build -c release
+	.build/release/StatsBenchmark --guests $${N:-50}
+
+clean:
+	rm -rf .build .testbed

@@ -1,0 +1,54 @@
+import Glibc
+import VMPulseCore
+
+/// Reads small files under /proc and /sys.
+///
+/// Hand-written with read(2) because these files report a size of 0 to stat,
+/// and a stats pass reads dozens of them; one syscall each keeps it cheap.
+enum ProcFS {
+    /// The file's text, or nil when it cannot be read (the process or thread is gone).
+    static func read(_ path: String, limit: Int = 65_536) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var total = 0
+        while total < limit {
+            let n = bytes.withUnsafeMutableBytes { buf -> Int in
+                guard let base = buf.baseAddress else { return -1 }
+                return Glibc.read(fd, base + total, limit - total)
+            }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            total += n
+        }
+        return String(decoding: bytes[0..<total], as: UTF8.self)
+    }
+
+    static let clockTicksPerSecond: UInt64 = {
+        let ticks = sysconf(Int32(_SC_CLK_TCK))
+        return ticks > 0 ? UInt64(ticks) : 100
+    }()
+
+    static let pageSize: UInt64 = {
+        let size = sysconf(Int32(_SC_PAGESIZE))
+        return size > 0 ? UInt64(size) : 4096
+    }()
+
+    /// `/proc/PID/stat` parsed, or nil if the process is gone; a parse failure is an error.
+    static func processStat(pid: Int32) throws(ProcParseError) -> ProcStat? {
+        let file = "/proc/\(pid)/stat"
+        guard let text = read(file) else { return nil }
+        return try ProcStat.parse(text, file: file)
+    }
+
+    static func threadSchedStat(pid: Int32, tid: Int64) throws(ProcParseError) -> SchedStat? {
+        let file = "/proc/\(pid)/task/\(tid)/schedstat"
+        guard let text = read(file) else { return nil }
+        return try SchedStat.parse(text, file: file)
+    }
+
+    static func threadWaitSum(pid: Int32, tid: Int64) -> UInt64? {
+        read("/proc/\(pid)/task/\(tid)/sched").flatMap(ProcSched.waitSumNanoseconds)
+    }
+}

@@ -1,0 +1,140 @@
+import Logging
+import QMP
+import VMPulseCore
+
+/// The backend that talks to each QEMU directly through a monitor socket of its own.
+///
+/// Every VM gives vmpulse its own monitor (`-qmp unix:DIR/NAME.sock,server=on,wait=off`;
+/// QEMU accepts several `-qmp` options, and a monitor socket serves one client
+/// at a time). The backend watches the socket directory: a socket that appears
+/// is a VM, a socket that goes away (or that nothing listens on) is dropped.
+/// Every VM is collected in its own task within `timeout`, so a stuck QEMU
+/// comes back marked unresponsive without delaying the others.
+public actor QMPBackend: HypervisorBackend {
+    public struct Options: Sendable {
+        /// Where the monitor sockets are.
+        public var socketDirectory: String = "/run/vmpulse/qmp"
+        /// The most one VM may take to connect and answer a stats pass.
+        public var timeout: Duration = .seconds(2)
+        /// The period, in seconds, at which the guest's balloon driver reports its
+        /// memory figures; vmpulse sets it on a balloon that has none (0: leave it alone).
+        public var balloonStatsPeriod: Int = 5
+        public var client = QMPClientOptions()
+
+        public init() {}
+    }
+
+    public nonisolated let name = "qmp"
+    public nonisolated let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .iothread]
+    public nonisolated let options: Options
+    private let logger: Logger
+    private var machines: [String: QMPMachine] = [:]
+
+    public init(options: Options = Options(), logger: Logger = Logger(label: "vmpulse.qmp")) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// What a directory scan changed.
+    public struct Discovery: Sendable, Equatable {
+        public var added: [String]
+        public var removed: [String]
+    }
+
+    /// Scans the socket directory: sockets that appeared become VMs, VMs whose socket is gone are dropped.
+    @discardableResult
+    public func refresh() async throws(BackendError) -> Discovery {
+        let sockets = try SocketDirectory.scan(options.socketDirectory)
+        let present = Set(sockets)
+        let added = sockets.filter { machines[$0] == nil }
+        let removed = machines.keys.filter { !present.contains($0) }.sorted()
+        for path in added {
+            machines[path] = QMPMachine(socketPath: path, options: options, logger: logger)
+        }
+        for path in removed {
+            if let machine = machines.removeValue(forKey: path) { await machine.close() }
+        }
+        if !added.isEmpty || !removed.isEmpty {
+            logger.debug("socket directory: \(added.count) VM(s) appeared, \(removed.count) gone")
+        }
+        return Discovery(added: added, removed: removed)
+    }
+
+    /// The socket paths of the VMs currently known.
+    public var socketPaths: [String] { machines.keys.sorted() }
+
+    public func collect(groups: [StatsGroup], vms: [String]? = nil) async throws(BackendError) -> [StatsRecord] {
+        try await refresh()
+        var selected = Array(machines.values)
+        if let vms, !vms.isEmpty {
+            var chosen: [QMPMachine] = []
+            for machine in selected {
+                for selector in vms where await machine.matches(selector) {
+                    chosen.append(machine)
+                    break
+                }
+            }
+            // A VM whose QEMU name differs from its socket's name is known by name only once collected.
+            if chosen.count < vms.count {
+                let unknown = await withTaskGroup(of: (QMPMachine, Bool).self) { group in
+                    for machine in selected where !chosen.contains(where: { $0 === machine }) {
+                        group.addTask { (machine, await machine.name == nil) }
+                    }
+                    var result: [QMPMachine] = []
+                    for await (machine, unnamed) in group where unnamed { result.append(machine) }
+                    return result
+                }
+                for (machine, outcome) in await collect(unknown, groups: []) {
+                    if case .record(let record) = outcome, vms.contains(record.name) || vms.contains(record.uuid) {
+                        chosen.append(machine)
+                    }
+                }
+            }
+            selected = chosen
+        }
+        var records: [StatsRecord] = []
+        var gone: [QMPMachine] = []
+        for (machine, outcome) in await collect(selected, groups: groups) {
+            switch outcome {
+            case .record(let record): records.append(record)
+            case .gone: gone.append(machine)
+            }
+        }
+        for machine in gone {
+            machines.removeValue(forKey: machine.socketPath)
+            await machine.close()
+        }
+        return records.sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
+    }
+
+    /// Collects every machine in its own task, each bounded by the timeout (plus a
+    /// little grace for the bookkeeping after the last reply).
+    private func collect(_ selected: [QMPMachine], groups: [StatsGroup]) async -> [(QMPMachine, QMPMachine.Outcome)] {
+        let timeout = options.timeout
+        return await withTaskGroup(of: (QMPMachine, QMPMachine.Outcome).self) { group in
+            for machine in selected {
+                group.addTask {
+                    let outcome = await withDeadline(timeout + .milliseconds(250)) {
+                        await machine.collect(groups: groups, timeout: timeout)
+                    } fallback: {
+                        var record = StatsRecord(
+                            name: machine.fallbackName, uuid: "",
+                            errors: ["no answer within \(timeout)"])
+                        record.params.append(StatsParam(MonitorResponse.key, .int(MonitorResponse.unresponsive)))
+                        return .record(record)
+                    }
+                    return (machine, outcome)
+                }
+            }
+            var results: [(QMPMachine, QMPMachine.Outcome)] = []
+            for await result in group { results.append(result) }
+            return results
+        }
+    }
+
+    /// Closes every monitor connection.
+    public func close() async {
+        for machine in machines.values { await machine.close() }
+        machines.removeAll()
+    }
+}

@@ -1,0 +1,36 @@
+import Glibc
+
+/// The directory of monitor sockets, one per VM (`NAME.sock`).
+enum SocketDirectory {
+    /// The unix sockets in `path`, as full paths, sorted.
+    static func scan(_ path: String) throws(BackendError) -> [String] {
+        guard let dir = opendir(path) else {
+            let reason = String(cString: strerror(errno))
+            throw BackendError(
+                "cannot read the socket directory \(path): \(reason). Start each QEMU with "
+                    + "-qmp unix:\(path)/NAME.sock,server=on,wait=off, or pass --socket-dir")
+        }
+        defer { closedir(dir) }
+        var sockets: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name != ".", name != ".." else { continue }
+            let full = path.hasSuffix("/") ? path + name : path + "/" + name
+            var st = stat()
+            guard stat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { continue }
+            sockets.append(full)
+        }
+        return sockets.sorted()
+    }
+
+    /// The VM name a socket stands for when QEMU was started without `-name`: the file name without `.sock` or `.qmp`.
+    static func vmName(forSocket path: String) -> String {
+        var name = path.split(separator: "/").last.map(String.init) ?? path
+        for suffix in [".sock", ".qmp"] where name.hasSuffix(suffix) {
+            name.removeLast(suffix.count)
+        }
+        return name
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Glibc
+
+/// A running QEMU test guest.
+public final class Guest: Sendable {
+    public let spec: GuestSpec
+    public let directory: String
+    /// vmpulse's monitor socket for this VM.
+    public let socketPath: String
+    public let disks: [String]
+    public let pidFile: String
+    public let serialLog: String
+    /// The guest's command shell (second serial port).
+    public let shellSocket: String
+    private let pidBox = PIDBox()
+
+    init(spec: GuestSpec, directory: String, socketPath: String, disks: [String]) {
+        self.spec = spec
+        self.directory = directory
+        self.socketPath = socketPath
+        self.disks = disks
+        self.pidFile = directory + "/qemu.pid"
+        self.serialLog = directory + "/serial.log"
+        self.shellSocket = directory + "/shell.sock"
+    }
+
+    public var name: String { spec.name }
+    public var uuid: String { spec.uuid }
+    public var pid: Int32 { pidBox.value }
+
+    func readPID() throws {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+        else { throw TestBedError("QEMU for \(spec.name) wrote no pid file at \(pidFile)") }
+        pidBox.value = pid
+    }
+
+    /// Waits until the guest has booted and its command shell listens (`VMPULSE-READY` on the console).
+    public func waitReady(timeout: Duration = .seconds(60)) async throws {
+        try await waitForConsole("VMPULSE-READY", timeout: timeout)
+    }
+
+    /// Waits until the console shows `text`.
+    public func waitForConsole(_ text: String, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let log = try? String(contentsOfFile: serialLog, encoding: .isoLatin1), log.contains(text) { return }
+            guard isRunning else { throw TestBedError("QEMU for \(spec.name) exited before its console showed '\(text)'") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestBedError("\(spec.name)'s console did not show '\(text)' within \(timeout)")
+    }
+
+    /// Opens the guest's command shell.
+    public func shell() async throws -> GuestShell {
+        try await GuestShell.connect(path: shellSocket)
+    }
+
+    /// Whether QEMU is alive (a zombie, which an init that does not reap leaves behind, is not).
+    public var isRunning: Bool {
+        guard pid > 0, kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")")
+        else { return false }
+        return !stat[close...].hasPrefix(") Z")
+    }
+
+    public func signal(_ signal: Int32) {
+        if pid > 0 { kill(pid, signal) }
+    }
+
+    /// Stops QEMU (SIGCONT first, in case a test stopped it) and waits up to 5 s for it to go.
+    public func stop() {
+        guard isRunning else { return }
+        kill(pid, SIGCONT)
+        kill(pid, SIGTERM)
+        for _ in 0..<50 where isRunning { usleep(100_000) }
+        if isRunning { kill(pid, SIGKILL) }
+        for _ in 0..<20 where isRunning { usleep(50_000) }
+    }
+}
+
+private final class PIDBox: @unchecked Sendable {
+    // @unchecked: written once at launch, under the lock.
+    private let lock = NSLock()
+    private var pid: Int32 = 0
+    var value: Int32 {
+        get { lock.withLock { pid } }
+        set { lock.withLock { pid = newValue } }
+    }
+}

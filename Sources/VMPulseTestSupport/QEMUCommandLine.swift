@@ -1,0 +1,35 @@
+/// The QEMU command line of a test guest, in one place for tests, `make demo` and the benchmarks.
+enum QEMUCommandLine {
+    static func arguments(for spec: GuestSpec, guest: Guest, images: String) -> [String] {
+        var args = [
+            "-name", spec.name, "-uuid", spec.uuid,
+            "-machine", "q35,accel=tcg", "-m", "\(spec.memoryMiB)",
+            "-smp", "\(spec.vcpus),maxcpus=\(spec.maxVCPUs ?? spec.vcpus)",
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-daemonize", "-pidfile", guest.pidFile,
+            "-qmp", "unix:\(guest.socketPath),server=on,wait=off",
+        ]
+        if spec.paused {
+            args.append("-S")
+        } else {
+            var append = "console=ttyS0 quiet panic=-1"
+            if let workload = spec.workload { append += " wl=\(workload)" }
+            args += [
+                "-kernel", images + "/vmlinuz", "-initrd", images + "/initrd.img", "-append", append,
+                "-serial", "file:\(guest.serialLog)",
+                "-chardev", "socket,id=cmd,path=\(guest.shellSocket),server=on,wait=off",
+                "-device", "isa-serial,chardev=cmd",
+            ]
+        }
+        for (i, disk) in guest.disks.enumerated() {
+            var drive = "file=\(disk),if=none,id=drive\(i),format=qcow2"
+            for (j, seconds) in spec.statsIntervals.enumerated() { drive += ",stats-intervals.\(j)=\(seconds)" }
+            args += ["-drive", drive, "-device", "virtio-blk-pci,drive=drive\(i),id=disk\(i)"]
+        }
+        if spec.balloon { args += ["-device", "virtio-balloon-pci,id=balloon0"] }
+        if let tap = spec.tap {
+            args += ["-netdev", "tap,id=net0,ifname=\(tap),script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,id=nic0,romfile="]
+        }
+        return args + spec.extraArguments
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+/// Why the test bed cannot run a guest.
+public struct TestBedError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Launches real QEMU guests (TCG) from the project's own guest image.
+///
+/// Each test bed has a directory of its own under /tmp (unix socket paths must
+/// stay short) holding the monitor sockets (`sockets/NAME.sock`), the disks,
+/// serial logs and pid files. `shutdown()` stops every guest it started.
+public final class TestBed: @unchecked Sendable {
+    // @unchecked: `guests` is guarded by `lock`.
+    public let directory: String
+    public let socketDirectory: String
+    public let imageDirectory: String
+    private let lock = NSLock()
+    private var guests: [Guest] = []
+
+    public static let qemu = "/usr/bin/qemu-system-x86_64"
+    public static let qemuImg = "/usr/bin/qemu-img"
+
+    public init(prefix: String = "vmpulse") throws {
+        imageDirectory = try Self.findImages()
+        for tool in [Self.qemu, Self.qemuImg] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw TestBedError("\(tool) is missing: run 'make setup' (installs qemu-system-x86 and qemu-utils)")
+        }
+        let dir = "/tmp/\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+        directory = dir
+        socketDirectory = dir + "/sockets"
+        try FileManager.default.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true)
+    }
+
+    /// Where the guest image is: $VMPULSE_TESTBED_DIR, or `.testbed/` at the repository's root.
+    static func findImages() throws -> String {
+        let env = ProcessInfo.processInfo.environment["VMPULSE_TESTBED_DIR"]
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = env ?? root.appendingPathComponent(".testbed").path
+        for file in ["vmlinuz", "initrd.img"] where !FileManager.default.fileExists(atPath: dir + "/" + file) {
+            throw TestBedError("the test guest is not built (\(dir)/\(file) is missing): run 'make setup'")
+        }
+        return dir
+    }
+
+    /// Starts a guest and returns once QEMU runs (not once the guest has booted: see `Guest.waitReady`).
+    @discardableResult
+    public func launch(_ spec: GuestSpec) throws -> Guest {
+        let guestDir = directory + "/" + spec.name
+        try FileManager.default.createDirectory(atPath: guestDir, withIntermediateDirectories: true)
+        var disks: [String] = []
+        for (i, size) in spec.disksMiB.enumerated() {
+            let path = "\(guestDir)/disk\(i).qcow2"
+            try Self.run(Self.qemuImg, ["create", "-q", "-f", "qcow2", path, "\(size)M"])
+            disks.append(path)
+        }
+        let guest = Guest(spec: spec, directory: guestDir, socketPath: "\(socketDirectory)/\(spec.name).sock", disks: disks)
+        try Self.run(Self.qemu, QEMUCommandLine.arguments(for: spec, guest: guest, images: imageDirectory))
+        try guest.readPID()
+        if let tap = spec.tap { try Self.run("/sbin/ip", ["link", "set", tap, "up"]) }
+        lock.withLock { guests.append(guest) }
+        return guest
+    }
+
+    /// Stops every guest this test bed started and removes its directory.
+    public func shutdown() {
+        let all = lock.withLock { guests }
+        for guest in all { guest.stop() }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Runs a program to completion; a non-zero exit is an error carrying its output.
+    static func run(_ program: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = errors
+        try process.run()
+        let output = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestBedError("\(program) \(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): \(String(decoding: output, as: UTF8.self))")
+        }
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what vmpulse's tests, demo and benchmarks need on a Debian bookworm
+# host, and builds the test guest. Idempotent: installs only what is missing.
+#   scripts/setup.sh            QEMU, the guest image's sources, iproute2
+#   scripts/setup.sh --libvirt  also libvirt (for the benchmark against virsh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps)
+if [ "${1:-}" = "--libvirt" ]; then
+  packages+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+# The guest's kernel is fetched with apt-get download, which needs package lists.
+have_lists() { ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; }
+if [ ${#missing[@]} -gt 0 ] || ! have_lists || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need root to install ${missing[*]:-package lists} (run: sudo make setup)" >&2
+    exit 1
+  fi
+  echo "setup: apt-get update"
+  apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+testbed/build-guest.sh
