@@ -54,6 +54,14 @@ public enum QMPError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Whether the peer did not answer in time (or the wait was cancelled).
+    public var isTimeout: Bool {
+        switch self {
+        case .timedOut, .cancelled: return true
+        default: return false
+        }
+    }
+
     /// Whether the connection is unusable after this error.
     public var isFatalForConnection: Bool {
         switch self {

@@ -58,11 +58,21 @@ public final class Guest: Sendable {
 
     /// Whether QEMU is alive (a zombie, which an init that does not reap leaves behind, is not).
     public var isRunning: Bool {
-        guard pid > 0, kill(pid, 0) == 0 else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")")
-        else { return false }
-        return !stat[close...].hasPrefix(") Z")
+        guard pid > 0, let state = Self.processState(pid) else { return false }
+        return state != "Z" && state != "X"
+    }
+
+    /// The state letter of /proc/PID/stat, read with read(2) (Foundation reads /proc files unreliably).
+    static func processState(_ pid: Int32) -> Character? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 512)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, 512) }
+        guard n > 0 else { return nil }
+        let text = String(decoding: bytes[0..<n], as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        return text[close...].dropFirst(2).first
     }
 
     public func signal(_ signal: Int32) {
@@ -74,9 +84,15 @@ public final class Guest: Sendable {
         guard isRunning else { return }
         kill(pid, SIGCONT)
         kill(pid, SIGTERM)
-        for _ in 0..<50 where isRunning { usleep(100_000) }
-        if isRunning { kill(pid, SIGKILL) }
-        for _ in 0..<20 where isRunning { usleep(50_000) }
+        for _ in 0..<50 {
+            guard isRunning else { return }
+            usleep(100_000)
+        }
+        kill(pid, SIGKILL)
+        for _ in 0..<20 {
+            guard isRunning else { return }
+            usleep(50_000)
+        }
     }
 }
 

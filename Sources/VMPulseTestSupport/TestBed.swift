@@ -73,17 +73,12 @@ public final class TestBed: @unchecked Sendable {
 
     /// Runs a program to completion; a non-zero exit is an error carrying its output.
     static func run(_ program: String, _ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = errors
-        try process.run()
-        let output = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestBedError("\(program) \(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): \(String(decoding: output, as: UTF8.self))")
+        let log = "/tmp/vmpulse-run-\(UUID().uuidString.prefix(8)).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let status = try Spawn.run(program, arguments, outputPath: log)
+        guard status == 0 else {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw TestBedError("\(program) \(arguments.joined(separator: " ")) failed (\(status)): \(text)")
         }
     }
 }

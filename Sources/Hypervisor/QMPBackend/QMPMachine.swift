@@ -56,16 +56,16 @@ actor QMPMachine {
         if name == nil { queries.formUnion([Self.queryName, Self.queryUUID]) }
         if groups.contains(.balloon) && balloonPath == nil { queries.formUnion(BalloonGroup.peripheralLists) }
         var replies = await QMPReplies.run(queries, on: client, timeout: deadline - .now)
-        if replies.anyTimedOut {
-            return .record(unresponsive(groups: groups, because: .timedOut(command: "stats", after: timeout)))
+        if let failure = replies.monitorFailure {
+            return .record(unresponsive(groups: groups, because: failure))
         }
         var errors: [String] = []
         learnIdentity(from: replies, errors: &errors)
         if groups.contains(.balloon) {
             let more = await balloonQueries(replies: replies, client: client, deadline: deadline, errors: &errors)
             replies.results.merge(more.results) { _, new in new }
-            if more.anyTimedOut {
-                return .record(unresponsive(groups: groups, because: .timedOut(command: "balloon stats", after: timeout)))
+            if let failure = more.monitorFailure {
+                return .record(unresponsive(groups: groups, because: failure))
             }
         }
         var record = StatsRecord(name: name ?? fallbackName, uuid: uuid ?? "")

@@ -24,13 +24,13 @@ struct QMPReplies: Sendable {
         return try result.get()
     }
 
-    /// Whether any query timed out: the monitor stopped answering during the pass.
-    var anyTimedOut: Bool {
-        results.values.contains {
-            if case .failure(.timedOut) = $0 { return true }
-            if case .failure(.cancelled) = $0 { return true }
-            return false
+    /// The first failure that means the monitor stopped answering or broke during the pass
+    /// (a timeout, or an error that closed the connection); nil when the monitor is fine.
+    var monitorFailure: QMPError? {
+        for result in results.values {
+            if case .failure(let error) = result, error.isFatalForConnection || error.isTimeout { return error }
         }
+        return nil
     }
 
     /// Runs all queries at once on one connection (QMP pipelines them; QEMU answers in order).

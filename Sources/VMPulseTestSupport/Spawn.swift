@@ -1,0 +1,45 @@
+import Glibc
+
+/// Runs a program and waits for it, with posix_spawn and waitpid.
+///
+/// Foundation's Process was seen here to hang in waitUntilExit after its child
+/// (QEMU's -daemonize parent) had exited, so the test bed spawns by hand.
+public enum Spawn {
+    /// Runs `program` with `arguments`, its output appended to `outputPath`; returns the exit status
+    /// (128 + signal number when killed by a signal).
+    public static func run(_ program: String, _ arguments: [String], outputPath: String = "/dev/null") throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        // The child starts with every signal at its default and none blocked: a test
+        // runner's mask would otherwise be inherited, and QEMU would ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([program] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, program, &actions, &attributes, argv, environ)
+        guard rc == 0 else {
+            throw TestBedError("cannot start \(program): \(String(cString: strerror(rc)))")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw TestBedError("waitpid for \(program) failed: \(String(cString: strerror(errno)))") }
+        }
+        let low = status & 0x7f
+        return low == 0 ? (status >> 8) & 0xff : 128 + low
+    }
+}
