@@ -81,6 +81,7 @@ let package = Package(
         .testTarget(name: "VMPulseCoreTests", dependencies: ["VMPulseCore"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "VMPulseTestSupport"]),
+        // Depends on the executable so that `swift build --build-tests` builds the `vmpulse` the tests run.
+        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "VMPulseTestSupport", "vmpulse"]),
     ]
 )

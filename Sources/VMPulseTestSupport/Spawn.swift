@@ -7,13 +7,17 @@ import Glibc
 public enum Spawn {
     /// Runs `program` with `arguments`, its output appended to `outputPath`; returns the exit status
     /// (128 + signal number when killed by a signal).
-    public static func run(_ program: String, _ arguments: [String], outputPath: String = "/dev/null") throws -> Int32 {
+    public static func run(_ program: String, _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
 
         // The child starts with every signal at its default and none blocked: a test
         // runner's mask would otherwise be inherited, and QEMU would ignore SIGTERM.
@@ -41,5 +45,45 @@ public enum Spawn {
         }
         let low = status & 0x7f
         return low == 0 ? (status >> 8) & 0xff : 128 + low
+    }
+
+    /// What a finished program printed.
+    public struct Output: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs a program and returns its exit status and what it printed on each stream.
+    public static func capture(_ program: String, _ arguments: [String]) throws -> Output {
+        let base = "/tmp/vmpulse-capture-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer {
+            unlink(base + ".out")
+            unlink(base + ".err")
+        }
+        let status = try run(program, arguments, outputPath: base + ".out", errorPath: base + ".err")
+        return Output(status: status, stdout: readFile(base + ".out"), stderr: readFile(base + ".err"))
+    }
+
+    static func readFile(_ path: String) -> String {
+        guard let f = fopen(path, "r") else { return "" }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, f)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// A program built beside the test binary (`vmpulse`, `vmpulse-testbed`).
+    public static func builtProduct(_ name: String) -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let exe = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        let dir = exe.split(separator: "/").dropLast().joined(separator: "/")
+        return "/" + dir + "/" + name
     }
 }

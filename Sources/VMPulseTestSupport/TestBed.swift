@@ -72,7 +72,7 @@ public final class TestBed: @unchecked Sendable {
     }
 
     /// Runs a program to completion; a non-zero exit is an error carrying its output.
-    static func run(_ program: String, _ arguments: [String]) throws {
+    public static func run(_ program: String, _ arguments: [String]) throws {
         let log = "/tmp/vmpulse-run-\(UUID().uuidString.prefix(8)).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
         let status = try Spawn.run(program, arguments, outputPath: log)

@@ -1,0 +1,146 @@
+import Foundation
+import Glibc
+import Testing
+import VMPulseCore
+import VMPulseTestSupport
+
+/// `vmpulse stats` as a user runs it, against paused QEMU guests.
+@Suite(.serialized) struct StatsCommandTests {
+    let vmpulse = Spawn.builtProduct("vmpulse")
+
+    func withGuests(_ names: [String], _ body: (TestBed, [Guest]) async throws -> Void) async throws {
+        let bed = try TestBed(prefix: "cli")
+        defer { bed.shutdown() }
+        var guests: [Guest] = []
+        for name in names {
+            var spec = GuestSpec(name: name)
+            spec.paused = true
+            guests.append(try bed.launch(spec))
+        }
+        try await body(bed, guests)
+    }
+
+    func stats(_ bed: TestBed, _ args: [String]) throws -> Spawn.Output {
+        try Spawn.capture(vmpulse, ["stats", "--socket-dir", bed.socketDirectory] + args)
+    }
+
+    func parse(_ json: String) throws -> [JSONValue] {
+        try #require(try JSONParser.parse(Array(json.utf8)).arrayValue)
+    }
+
+    @Test func printsEveryVMInTheVirshForm() async throws {
+        try await withGuests(["vm1", "vm2"]) { bed, _ in
+            let out = try stats(bed, [])
+            #expect(out.status == 0, "\(out.stderr)")
+            #expect(out.stdout.hasPrefix("Domain: 'vm1'\n  state.state=3\n  state.reason=1\n"))
+            #expect(out.stdout.contains("\n\nDomain: 'vm2'\n"))
+            #expect(out.stdout.contains("  block.0.name=drive0\n"))
+            #expect(out.stderr.isEmpty)
+        }
+    }
+
+    @Test func jsonHoldsEveryGroupForEveryVM() async throws {
+        try await withGuests(["j1", "j2", "j3"]) { bed, guests in
+            let out = try stats(bed, ["--json"])
+            #expect(out.status == 0, "\(out.stderr)")
+            let records = try parse(out.stdout)
+            #expect(records.map { $0["name"]?.stringValue } == ["j1", "j2", "j3"])
+            #expect(records.map { $0["uuid"]?.stringValue } == guests.map(\.uuid))
+            for record in records {
+                let params = try #require(record["params"]?.objectValue)
+                for key in ["state.state", "state.monitor-response", "cpu.time", "balloon.current", "balloon.maximum", "vcpu.current",
+                            "vcpu.0.time", "net.count", "block.count", "block.0.wr.bytes", "block.0.capacity", "iothread.count"] {
+                    #expect(params[key] != nil, "\(record["name"] ?? .null) lacks \(key)")
+                }
+                #expect(params["state.monitor-response"] == .int(0))
+                #expect(params["block.0.capacity"]?.uint64Value == 256 << 20)
+            }
+        }
+    }
+
+    @Test func groupsSelectKeysAndEnforceFailsOnWhatIsNotSupported() async throws {
+        try await withGuests(["g1"]) { bed, _ in
+            let some = try stats(bed, ["--json", "--group", "block,cpu-total"])
+            #expect(some.status == 0)
+            let params = try #require(try parse(some.stdout).first?["params"]?.objectValue)
+            #expect(params.keys.allSatisfy { $0.hasPrefix("block.") || $0.hasPrefix("cpu.") })
+            #expect(params["cpu.time"] != nil && params["block.count"] != nil)
+
+            let unsupported = try stats(bed, ["--group", "block,perf", "--enforce"])
+            #expect(unsupported.status == 2)
+            #expect(unsupported.stdout.isEmpty)
+            #expect(unsupported.stderr.contains("does not support the group perf"))
+
+            let unknown = try stats(bed, ["--group", "bogus", "--enforce"])
+            #expect(unknown.status == 2)
+            #expect(unknown.stderr.contains("'bogus' is not a stats group"))
+
+            let lenient = try stats(bed, ["--group", "block,perf"])
+            #expect(lenient.status == 0)
+            #expect(lenient.stdout.contains("block.count=1"))
+            #expect(lenient.stderr.contains("left out perf"))
+        }
+    }
+
+    @Test func vmsAreChosenByNameOrUUIDAndAnUnknownOneIsAnError() async throws {
+        try await withGuests(["n1", "n2"]) { bed, guests in
+            let byName = try stats(bed, ["--json", "--group", "state", "n2"])
+            #expect(try parse(byName.stdout).map { $0["name"]?.stringValue } == ["n2"])
+            let byUUID = try stats(bed, ["--json", "--group", "state", guests[0].uuid])
+            #expect(try parse(byUUID.stdout).map { $0["name"]?.stringValue } == ["n1"])
+            let missing = try stats(bed, ["--group", "state", "nope"])
+            #expect(missing.status == 1)
+            #expect(missing.stderr.contains("no VM named nope"))
+        }
+    }
+
+    @Test func aStoppedQEMUIsUnresponsiveWithinTheTimeoutAndTheOthersComplete() async throws {
+        try await withGuests(["s0", "s1", "s2", "stuck"]) { bed, guests in
+            let stuck = guests[3]
+            stuck.signal(SIGSTOP)
+            defer { stuck.signal(SIGCONT) }
+            let start = ContinuousClock.now
+            let out = try stats(bed, ["--json", "--timeout", "2"])
+            let elapsed = ContinuousClock.now - start
+            #expect(out.status == 0)
+            #expect(elapsed < .milliseconds(3500), "took \(elapsed)")
+            let records = try parse(out.stdout)
+            #expect(records.count == 4)
+            for record in records {
+                let params = try #require(record["params"]?.objectValue)
+                if record["name"] == "stuck" {
+                    #expect(params["state.monitor-response"] == .int(-1))
+                    #expect(record["errors"]?.arrayValue?.isEmpty == false)
+                } else {
+                    #expect(params["state.monitor-response"] == .int(0))
+                    #expect(params["block.0.wr.bytes"] != nil && params["balloon.current"] != nil && params["vcpu.current"] != nil)
+                    #expect(record["errors"] == nil)
+                }
+            }
+            #expect(out.stderr.contains("stuck: QEMU did not answer"))
+        }
+    }
+
+    @Test func aVMWhoseSocketGoesAwayIsDropped() async throws {
+        try await withGuests(["d1", "d2", "d3"]) { bed, guests in
+            #expect(try parse(try stats(bed, ["--json", "--group", "state"]).stdout).count == 3)
+            guests[0].stop()  // QEMU exits and removes its socket
+            unlink(guests[1].socketPath)  // the socket is removed under a running QEMU
+            let out = try stats(bed, ["--json", "--group", "state"])
+            #expect(out.status == 0)
+            #expect(try parse(out.stdout).map { $0["name"]?.stringValue } == ["d3"])
+        }
+    }
+
+    @Test func aMissingSocketDirectoryIsExplained() throws {
+        let out = try Spawn.capture(vmpulse, ["stats", "--socket-dir", "/nonexistent/qmp"])
+        #expect(out.status == 1)
+        #expect(out.stderr.contains("cannot read the socket directory /nonexistent/qmp: No such file or directory"))
+    }
+
+    @Test func badOptionsAreRefused() throws {
+        let out = try Spawn.capture(vmpulse, ["stats", "--timeout", "0"])
+        #expect(out.status != 0)
+        #expect(out.stderr.contains("--timeout must be between 0 and 600 seconds"))
+    }
+}
