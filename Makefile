@@ -13,7 +13,9 @@ build: setup
 ## test: everything the suite needs, then the whole suite (real QEMU guests included)
 test: setup
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	# One test at a time: on two cores, parallel suites that boot guests starve
+	# each other and make the timing bounds (a stuck VM costs at most --timeout) noisy.
+	$(SWIFT) test --skip-build --no-parallel
 
 ## demo: boot three test guests and show live `vmpulse stats` for them
 demo: setup

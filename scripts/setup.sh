@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps)
 if [ "${1:-}" = "--libvirt" ]; then
-  packages+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
+  packages+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients time)
 fi
 
 missing=()

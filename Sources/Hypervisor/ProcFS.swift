@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VMPulseCore
 
 /// Reads small files under /proc and /sys.
@@ -6,23 +7,30 @@ import VMPulseCore
 /// Hand-written with read(2) because these files report a size of 0 to stat,
 /// and a stats pass reads dozens of them; one syscall each keeps it cheap.
 enum ProcFS {
-    /// The file's text, or nil when it cannot be read (the process or thread is gone).
-    static func read(_ path: String, limit: Int = 65_536) -> String? {
+    /// The file's text (at most `limit` bytes), or nil when it cannot be read (the process or thread is gone).
+    /// Reads into a small buffer that grows only for long files such as a QEMU command line.
+    static func read(_ path: String, limit: Int = 1 << 20) -> String? {
+        readBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The file's bytes (at most `limit`), or nil when it cannot be read.
+    static func readBytes(_ path: String, limit: Int = 1 << 20) -> ArraySlice<UInt8>? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: limit)
+        var bytes = [UInt8](repeating: 0, count: min(4096, limit))
         var total = 0
         while total < limit {
+            if total == bytes.count { bytes += [UInt8](repeating: 0, count: min(bytes.count, limit - total)) }
             let n = bytes.withUnsafeMutableBytes { buf -> Int in
                 guard let base = buf.baseAddress else { return -1 }
-                return Glibc.read(fd, base + total, limit - total)
+                return Glibc.read(fd, base + total, buf.count - total)
             }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { break }
             total += n
         }
-        return String(decoding: bytes[0..<total], as: UTF8.self)
+        return bytes[0..<total]
     }
 
     static let clockTicksPerSecond: UInt64 = {
@@ -48,7 +56,16 @@ enum ProcFS {
         return try SchedStat.parse(text, file: file)
     }
 
+    /// A thread's run-queue wait sum, when the kernel keeps schedstats. A kernel
+    /// either has them or not, so after one thread's file lacks the field, no
+    /// other is read (the file is long and most kernels lack it).
     static func threadWaitSum(pid: Int32, tid: Int64) -> UInt64? {
-        read("/proc/\(pid)/task/\(tid)/sched").flatMap(ProcSched.waitSumNanoseconds)
+        guard schedstatsAvailable.withLock({ $0 }) else { return nil }
+        guard let text = read("/proc/\(pid)/task/\(tid)/sched") else { return nil }
+        let value = ProcSched.waitSumNanoseconds(text)
+        if value == nil { schedstatsAvailable.withLock { $0 = false } }
+        return value
     }
+
+    private static let schedstatsAvailable = Mutex(true)
 }

@@ -57,7 +57,9 @@ final class QMPChannelHandler: ChannelInboundHandler {
 
     /// Sends one command. `promise` is completed exactly once: with the reply,
     /// the error reply, the timeout, or the connection's terminal error.
-    func submit(id: UInt64, command: String, arguments: [String: JSONValue]?, timeout: TimeAmount, promise: EventLoopPromise<JSONValue>) {
+    /// With `flush: false` the command waits in NIO's buffer for the next flush, so a batch
+    /// goes out in one write.
+    func submit(id: UInt64, command: String, arguments: [String: JSONValue]?, timeout: TimeAmount, promise: EventLoopPromise<JSONValue>, flush: Bool = true) {
         if let error = terminalError {
             promise.fail(error)
             return
@@ -77,7 +79,12 @@ final class QMPChannelHandler: ChannelInboundHandler {
         pending[id] = Pending(command: command, promise: promise, timer: timer)
         var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        if flush { context.flush() }
+    }
+
+    func flush() {
+        context?.flush()
     }
 
     /// Stops waiting for a command (its caller was cancelled or gave up).

@@ -62,21 +62,26 @@ public final class QMPClient: Sendable {
         let maxBytes = options.maxMessageBytes
         let greetingTimeout = TimeAmount(options.connectTimeout)
 
+        // The handler is handed out by the initializer itself: looking it up in the pipeline
+        // after connecting would race with a peer that sends garbage and is closed at once.
+        let handlerPromise = loop.makePromise(of: NIOLoopBound<QMPChannelHandler>.self)
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(greetingTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let handler = QMPChannelHandler(greetingPromise: greetingPromise, greetingTimeout: greetingTimeout, events: continuation)
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(QMPLineDecoder(maxLength: maxBytes)))
-                        try channel.pipeline.syncOperations.addHandler(
-                            QMPChannelHandler(greetingPromise: greetingPromise, greetingTimeout: greetingTimeout, events: continuation))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     }
                 }
                 .connect(unixDomainSocketPath: socketPath)
                 .get()
         } catch {
             greetingPromise.fail(QMPError.connectFailed(path: socketPath, reason: "\(error)"))
+            handlerPromise.fail(QMPError.connectFailed(path: socketPath, reason: "\(error)"))
             continuation.finish()
             if let io = error as? IOError, io.errnoCode == ECONNREFUSED || io.errnoCode == ENOENT {
                 throw .noListener(path: socketPath)
@@ -86,9 +91,7 @@ public final class QMPClient: Sendable {
 
         let handler: NIOLoopBound<QMPChannelHandler>
         do {
-            handler = try await channel.eventLoop.submit {
-                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: QMPChannelHandler.self), eventLoop: channel.eventLoop)
-            }.get()
+            handler = try await handlerPromise.futureResult.get()
         } catch {
             channel.close(promise: nil)
             throw .connectionClosed(detail: "the connection ended during set-up: \(error)")
@@ -141,6 +144,36 @@ public final class QMPClient: Sendable {
             }
         } catch {
             throw (error as? QMPError) ?? .connectionClosed(detail: "\(error)")
+        }
+    }
+
+    /// Runs several commands at once, written to the monitor in one go; returns each
+    /// command's outcome in the order given. QEMU answers them in order, so this
+    /// costs one round trip and one write however many commands there are.
+    public func executeAll(_ commands: [(command: String, arguments: [String: JSONValue]?)], timeout: Duration? = nil) async -> [Result<JSONValue, QMPError>] {
+        let loop = channel.eventLoop
+        let handler = self.handler
+        let deadline = TimeAmount(timeout ?? defaultTimeout)
+        let ids = commands.map { _ in nextID.wrappingAdd(1, ordering: .relaxed).oldValue }
+        let promises = commands.map { _ in loop.makePromise(of: JSONValue.self) }
+        loop.execute {
+            for (i, c) in commands.enumerated() {
+                handler.value.submit(id: ids[i], command: c.command, arguments: c.arguments, timeout: deadline, promise: promises[i], flush: false)
+            }
+            handler.value.flush()
+        }
+        return await withTaskCancellationHandler {
+            var results: [Result<JSONValue, QMPError>] = []
+            for promise in promises {
+                do {
+                    results.append(.success(try await promise.futureResult.get()))
+                } catch {
+                    results.append(.failure((error as? QMPError) ?? .connectionClosed(detail: "\(error)")))
+                }
+            }
+            return results
+        } onCancel: {
+            loop.execute { for id in ids { handler.value.expire(id: id, error: .cancelled) } }
         }
     }
 

@@ -27,25 +27,25 @@ enum QMPMessage: Equatable {
     case event(QMPEvent)
 
     /// Classifies a parsed line; anything that is not one of the four message kinds is malformed.
-    static func classify(_ value: JSONValue, excerpt: String) throws(QMPError) -> QMPMessage {
+    static func classify(_ value: JSONValue, excerpt: @autoclosure () -> String) throws(QMPError) -> QMPMessage {
         guard case .object(let members) = value else {
-            throw .malformedMessage(reason: "expected a JSON object, got \(value.kindName)", excerpt: excerpt)
+            throw .malformedMessage(reason: "expected a JSON object, got \(value.kindName)", excerpt: excerpt())
         }
         if let qmp = members["QMP"] {
-            return .greeting(try greeting(qmp, excerpt: excerpt))
+            return .greeting(try greeting(qmp, excerpt: excerpt()))
         }
         if let result = members["return"] {
             return .reply(id: members["id"], result: result)
         }
         if let error = members["error"] {
             guard let errorClass = error["class"]?.stringValue, let desc = error["desc"]?.stringValue else {
-                throw .malformedMessage(reason: "an error reply needs 'class' and 'desc' strings", excerpt: excerpt)
+                throw .malformedMessage(reason: "an error reply needs 'class' and 'desc' strings", excerpt: excerpt())
             }
             return .error(id: members["id"], errorClass: errorClass, description: desc)
         }
         if let name = members["event"] {
             guard let name = name.stringValue else {
-                throw .malformedMessage(reason: "an event name must be a string", excerpt: excerpt)
+                throw .malformedMessage(reason: "an event name must be a string", excerpt: excerpt())
             }
             var micros: Int64?
             if let ts = members["timestamp"], let s = ts["seconds"]?.int64Value, let us = ts["microseconds"]?.int64Value {
@@ -53,16 +53,16 @@ enum QMPMessage: Equatable {
             }
             return .event(QMPEvent(name: name, data: members["data"] ?? .object([:]), timestampMicroseconds: micros))
         }
-        throw .malformedMessage(reason: "a JSON object that is neither a reply, an error, an event nor a greeting", excerpt: excerpt)
+        throw .malformedMessage(reason: "a JSON object that is neither a reply, an error, an event nor a greeting", excerpt: excerpt())
     }
 
-    private static func greeting(_ qmp: JSONValue, excerpt: String) throws(QMPError) -> QMPGreeting {
+    private static func greeting(_ qmp: JSONValue, excerpt: @autoclosure () -> String) throws(QMPError) -> QMPGreeting {
         let version = qmp["version"]
         let qemu = version?["qemu"]
         guard let major = qemu?["major"]?.int64Value, let minor = qemu?["minor"]?.int64Value,
               let micro = qemu?["micro"]?.int64Value
         else {
-            throw .notQMP(detail: "greeting without version.qemu.{major,minor,micro}: \(excerpt)")
+            throw .notQMP(detail: "greeting without version.qemu.{major,minor,micro}: \(excerpt())")
         }
         let caps = qmp["capabilities"]?.arrayValue?.compactMap(\.stringValue) ?? []
         return QMPGreeting(

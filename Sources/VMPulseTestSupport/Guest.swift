@@ -81,16 +81,24 @@ public final class Guest: Sendable {
 
     /// Stops QEMU (SIGCONT first, in case a test stopped it) and waits up to 5 s for it to go.
     public func stop() {
-        guard isRunning else { return }
+        Self.stop(pid: pid)
+    }
+
+    static func stop(pid: Int32) {
+        func running() -> Bool {
+            guard pid > 0, let state = processState(pid) else { return false }
+            return state != "Z" && state != "X"
+        }
+        guard running() else { return }
         kill(pid, SIGCONT)
         kill(pid, SIGTERM)
-        for _ in 0..<50 {
-            guard isRunning else { return }
-            usleep(100_000)
+        for _ in 0..<100 {
+            guard running() else { return }
+            usleep(50_000)
         }
         kill(pid, SIGKILL)
         for _ in 0..<20 {
-            guard isRunning else { return }
+            guard running() else { return }
             usleep(50_000)
         }
     }

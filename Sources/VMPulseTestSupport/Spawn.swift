@@ -8,6 +8,25 @@ public enum Spawn {
     /// Runs `program` with `arguments`, its output appended to `outputPath`; returns the exit status
     /// (128 + signal number when killed by a signal).
     public static func run(_ program: String, _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws -> Int32 {
+        try measure(program, arguments, outputPath: outputPath, errorPath: errorPath).status
+    }
+
+    /// How a finished program ran.
+    public struct Measurement: Sendable {
+        public var status: Int32
+        /// Wall time from spawn to exit.
+        public var wall: Duration
+        /// ru_maxrss from wait4, in bytes. Beware: a child spawned from a large
+        /// process inherits that process's peak at exec (Linux records the old mm's
+        /// high-water mark), so use `peakRSS(of:)` to measure a program's own peak.
+        public var peakRSSBytes: Int
+        /// User and system CPU time of the child.
+        public var cpu: Duration
+    }
+
+    /// Runs a program, timing it and reading its peak memory with wait4.
+    public static func measure(_ program: String, _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws -> Measurement {
+        let start = ContinuousClock.now
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -40,11 +59,16 @@ public enum Spawn {
             throw TestBedError("cannot start \(program): \(String(cString: strerror(rc)))")
         }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw TestBedError("waitpid for \(program) failed: \(String(cString: strerror(errno)))") }
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 {
+            guard errno == EINTR else { throw TestBedError("wait4 for \(program) failed: \(String(cString: strerror(errno)))") }
         }
+        let wall = ContinuousClock.now - start
         let low = status & 0x7f
-        return low == 0 ? (status >> 8) & 0xff : 128 + low
+        func duration(_ t: timeval) -> Duration { .seconds(t.tv_sec) + .microseconds(t.tv_usec) }
+        return Measurement(
+            status: low == 0 ? (status >> 8) & 0xff : 128 + low, wall: wall,
+            peakRSSBytes: usage.ru_maxrss * 1024, cpu: duration(usage.ru_utime) + duration(usage.ru_stime))
     }
 
     /// What a finished program printed.
@@ -85,5 +109,17 @@ public enum Spawn {
         let exe = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
         let dir = exe.split(separator: "/").dropLast().joined(separator: "/")
         return "/" + dir + "/" + name
+    }
+
+    /// A program's own peak RSS in bytes, measured through GNU time (which forks from a
+    /// small process, so the figure is the program's and not its parent's).
+    public static func peakRSS(_ program: String, _ arguments: [String]) throws -> Int {
+        let report = "/tmp/vmpulse-rss-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(report) }
+        let status = try run("/usr/bin/time", ["-f", "%M", "-o", report, program] + arguments)
+        guard status == 0, let kib = Int(readFile(report).split(separator: "\n").last ?? "") else {
+            throw TestBedError("/usr/bin/time \(program) failed (\(status)); is the 'time' package installed? (make bench installs it)")
+        }
+        return kib * 1024
     }
 }

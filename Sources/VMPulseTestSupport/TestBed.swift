@@ -23,15 +23,37 @@ public final class TestBed: @unchecked Sendable {
     public static let qemu = "/usr/bin/qemu-system-x86_64"
     public static let qemuImg = "/usr/bin/qemu-img"
 
-    public init(prefix: String = "vmpulse") throws {
+    public convenience init(prefix: String = "vmpulse") throws {
+        let dir = "/tmp/\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+        try self.init(directory: dir, socketDirectory: dir + "/sockets")
+    }
+
+    /// A test bed in a directory of the caller's choice (`make demo` puts the sockets
+    /// where `vmpulse stats` looks by default).
+    public init(directory: String, socketDirectory: String) throws {
         imageDirectory = try Self.findImages()
         for tool in [Self.qemu, Self.qemuImg] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw TestBedError("\(tool) is missing: run 'make setup' (installs qemu-system-x86 and qemu-utils)")
         }
-        let dir = "/tmp/\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
-        directory = dir
-        socketDirectory = dir + "/sockets"
+        self.directory = directory
+        self.socketDirectory = socketDirectory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true)
+    }
+
+    /// Stops the guests whose pid files are under `directory` (guests another process launched).
+    public static func stopGuests(in directory: String) -> Int {
+        var stopped = 0
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names {
+            let pidFile = directory + "/" + name + "/qemu.pid"
+            guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+            else { continue }
+            Guest.stop(pid: pid)
+            stopped += 1
+        }
+        return stopped
     }
 
     /// Where the guest image is: $VMPULSE_TESTBED_DIR, or `.testbed/` at the repository's root.

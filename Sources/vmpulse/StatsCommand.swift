@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import Glibc
 import Hypervisor
 import VMPulseCore
 
@@ -44,6 +44,7 @@ struct StatsCommand: AsyncParsableCommand {
         var options = QMPBackend.Options()
         options.socketDirectory = socketDir
         options.timeout = .milliseconds(Int64(timeout * 1000))
+        options.balloonStatsPeriod = 0  // a stats query never changes a VM; the agent switches guest stats on
         let backend = QMPBackend(options: options)
 
         let selection: GroupSelection
@@ -70,6 +71,7 @@ struct StatsCommand: AsyncParsableCommand {
 
         let missing = vms.filter { selector in !records.contains { $0.name == selector || $0.uuid == selector } }
         print(json ? StatsFormat.json(records) : StatsFormat.text(records), terminator: "")
+        fflush(nil)  // results first, then the per-VM problems on stderr
         for record in records {
             for error in record.errors { Stderr.write("vmpulse stats: \(record.name): \(error)\n") }
         }
@@ -82,6 +84,12 @@ struct StatsCommand: AsyncParsableCommand {
 
 enum Stderr {
     static func write(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            bytes = bytes.dropFirst(n)
+        }
     }
 }

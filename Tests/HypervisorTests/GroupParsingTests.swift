@@ -74,7 +74,7 @@ import VMPulseCore
     @Test func balloonLeavesOutFiguresTheGuestDidNotSend() throws {
         let memory: JSONValue = ["base-memory": 134_217_728, "plugged-memory": 0]
         let guest: JSONValue = ["stats": ["stat-free-memory": 69_439_488, "stat-swap-in": -1, "stat-minor-faults": 1359], "last-update": 1_795_332_103]
-        let params = try BalloonGroup.params(balloonActual: 67_108_864, memory: memory, guestStats: guest, rssBytes: 10_240)
+        let params = try BalloonGroup.params(balloonActual: 67_108_864, maximumBytes: BalloonGroup.maximum(memory), guestStats: guest, rssBytes: 10_240)
         #expect(params.contains(StatsParam("balloon.current", .uint(65_536))))
         #expect(params.contains(StatsParam("balloon.maximum", .uint(131_072))))
         #expect(params.contains(StatsParam("balloon.unused", .uint(67_812))))
@@ -83,9 +83,10 @@ import VMPulseCore
         #expect(params.contains(StatsParam("balloon.rss", .uint(10))))
 
         let never: JSONValue = ["stats": ["stat-free-memory": -1], "last-update": 0]
-        let none = try BalloonGroup.params(balloonActual: nil, memory: memory, guestStats: never, rssBytes: nil)
+        let none = try BalloonGroup.params(balloonActual: nil, maximumBytes: 128 << 20, guestStats: never, rssBytes: nil)
         #expect(none == [StatsParam("balloon.current", .uint(131_072)), StatsParam("balloon.maximum", .uint(131_072))])
-        #expect(throws: QMPError.self) { try BalloonGroup.params(balloonActual: nil, memory: ["base-memory": "x"], guestStats: nil, rssBytes: nil) }
+        #expect(throws: QMPError.self) { try BalloonGroup.maximum(["base-memory": "x"]) }
+        #expect(try BalloonGroup.maximum(["base-memory": 1024, "plugged-memory": 1024]) == 2048)
     }
 
     @Test func balloonPathIsFoundByType() throws {

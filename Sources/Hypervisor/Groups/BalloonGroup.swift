@@ -56,12 +56,10 @@ enum BalloonGroup {
 
     /// - Parameters:
     ///   - balloonActual: `query-balloon`'s `actual` in bytes, nil when the VM has no balloon.
-    ///   - memory: the `query-memory-size-summary` reply.
+    ///   - maximumBytes: the VM's memory (see `maximum(_:)`).
     ///   - guestStats: the `guest-stats` reply, when the balloon has one.
     ///   - rssBytes: the QEMU process's resident memory.
-    static func params(balloonActual: UInt64?, memory: JSONValue, guestStats: JSONValue?, rssBytes: UInt64?) throws(QMPError) -> [StatsParam] {
-        let summary = try ReplyReader(command: "query-memory-size-summary", value: memory).object()
-        let maximum = try summary.uint("base-memory") &+ (try summary.optionalUInt("plugged-memory") ?? 0)
+    static func params(balloonActual: UInt64?, maximumBytes maximum: UInt64, guestStats: JSONValue?, rssBytes: UInt64?) throws(QMPError) -> [StatsParam] {
         var w = ParamWriter()
         w.uint("balloon.current", (balloonActual ?? maximum) / 1024)
         w.uint("balloon.maximum", maximum / 1024)
@@ -80,6 +78,12 @@ enum BalloonGroup {
         }
         if let rssBytes { w.uint("balloon.rss", rssBytes / 1024) }
         return w.params
+    }
+
+    /// The VM's memory from `query-memory-size-summary`: base plus hot-plugged.
+    static func maximum(_ memory: JSONValue) throws(QMPError) -> UInt64 {
+        let summary = try ReplyReader(command: "query-memory-size-summary", value: memory).object()
+        return try summary.uint("base-memory") &+ (try summary.optionalUInt("plugged-memory") ?? 0)
     }
 
     /// `query-balloon`'s size in bytes; a VM without a balloon answers with an error, which is nil here.

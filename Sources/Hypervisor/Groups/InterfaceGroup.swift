@@ -1,3 +1,4 @@
+import Glibc
 import QMP
 import VMPulseCore
 
@@ -51,5 +52,34 @@ enum InterfaceGroup {
             w.uint("net.\(i).tx.drop", ifPresent: counter("rx_dropped"))
         }
         return w.params
+    }
+}
+
+extension InterfaceGroup {
+    /// The tap interfaces a QEMU process holds open, from /proc/PID/fdinfo (`iff:` of
+    /// each /dev/net/tun descriptor), in descriptor order; a multiqueue tap counts once.
+    /// Needs no monitor command, and sees taps that libvirt passed in as descriptors too.
+    static func tapNames(pid: Int32) -> [String]? {
+        guard let dir = opendir("/proc/\(pid)/fd") else { return nil }
+        defer { closedir(dir) }
+        var fds: [Int] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if let fd = Int(name) { fds.append(fd) }
+        }
+        var names: [String] = []
+        var target = [CChar](repeating: 0, count: 256)
+        for fd in fds.sorted() {
+            let n = readlink("/proc/\(pid)/fd/\(fd)", &target, target.count - 1)
+            guard n == 12, String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == "/dev/net/tun" else { continue }
+            guard let info = ProcFS.read("/proc/\(pid)/fdinfo/\(fd)") else { continue }
+            for line in info.split(separator: "\n") where line.hasPrefix("iff:") {
+                let name = String(line.dropFirst(4).filter { $0 != " " && $0 != "\t" })
+                if isInterfaceName(name) && !names.contains(name) { names.append(name) }
+            }
+        }
+        return names
     }
 }

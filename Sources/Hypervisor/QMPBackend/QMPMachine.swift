@@ -15,6 +15,8 @@ actor QMPMachine {
     /// nil: not looked up yet on this connection; .some(nil): the VM has no balloon.
     private var balloonPath: String??
     private var balloonPollingChecked = false
+    /// What QEMU's command line told (nil until connected, or when /proc could not be read).
+    private var commandLine: QEMUArguments?
 
     enum Outcome: Sendable {
         case record(StatsRecord)
@@ -53,8 +55,18 @@ actor QMPMachine {
         }
 
         var queries = Set(groups.flatMap(Self.queries(for:)))
+        // What the command line fixes for QEMU's lifetime need not be asked.
+        if commandLine?.maxVCPUs != nil { queries.remove(VCPUGroup.queries[1]) }
+        if commandLine?.fixedMemoryBytes != nil { queries.remove(BalloonGroup.memory) }
         if name == nil { queries.formUnion([Self.queryName, Self.queryUUID]) }
-        if groups.contains(.balloon) && balloonPath == nil { queries.formUnion(BalloonGroup.peripheralLists) }
+        if groups.contains(.balloon) {
+            switch balloonPath {
+            case nil: queries.formUnion(BalloonGroup.peripheralLists)
+            case .some(.some(let path)): queries.formUnion(balloonStatsQueries(path: path))
+            case .some(.none): break
+            }
+        }
+        if groups.contains(.interface) && pid == nil { queries.formUnion(InterfaceGroup.queries) }
         var replies = await QMPReplies.run(queries, on: client, timeout: deadline - .now)
         if let failure = replies.monitorFailure {
             return .record(unresponsive(groups: groups, because: failure))
@@ -96,6 +108,7 @@ actor QMPMachine {
             pid = fresh.peerPID
             name = nil  // a new connection may be a new QEMU behind the same socket
             uuid = nil
+            learnFromCommandLine()
             return .success(fresh)
         } catch {
             if case .noListener = error {
@@ -104,6 +117,22 @@ actor QMPMachine {
                 logger.debug("cannot reach the monitor of \(fallbackName): \(error)")
             }
             return .failure(error)
+        }
+    }
+
+    /// What QEMU's command line says needs no monitor command: the name and UUID
+    /// (when both are given there) and the balloon's QOM path (when it has an id).
+    private func learnFromCommandLine() {
+        commandLine = nil
+        guard let pid, let bytes = ProcFS.readBytes("/proc/\(pid)/cmdline") else { return }
+        let arguments = QEMUArguments(cmdline: bytes)
+        commandLine = arguments
+        if let n = arguments.name, let u = arguments.uuid {
+            name = n
+            uuid = u
+        }
+        if let path = arguments.peripheralPath(driverPrefix: "virtio-balloon") {
+            balloonPath = .some(path)
         }
     }
 
@@ -127,7 +156,7 @@ actor QMPMachine {
         case .state: return StateGroup.queries
         case .vcpu: return VCPUGroup.queries
         case .balloon: return [BalloonGroup.balloon, BalloonGroup.memory]
-        case .interface: return InterfaceGroup.queries
+        case .interface: return []  // from /proc (see InterfaceGroup.tapNames(pid:)); HMP only without a pid
         case .block: return BlockGroup.queries
         case .iothread: return IOThreadGroup.queries
         case .cpuTotal, .perf, .memory, .dirtyrate, .vm: return []
@@ -145,9 +174,18 @@ actor QMPMachine {
         }
     }
 
-    /// The second round of the balloon group: find the balloon, switch on its guest
-    /// stats once per connection if nobody has, and read them.
+    /// The guest-stats queries for a known balloon: the stats, and once per connection
+    /// the polling interval (to switch it on when nobody has).
+    private func balloonStatsQueries(path: String) -> [QMPQuery] {
+        var queries = [BalloonGroup.guestStats(path: path)]
+        if !balloonPollingChecked && options.balloonStatsPeriod > 0 { queries.append(BalloonGroup.pollingInterval(path: path)) }
+        return queries
+    }
+
+    /// The rest of the balloon group: find the balloon if its path was not known (a
+    /// second round), switch its guest stats on if nobody has (once per connection).
     private func balloonQueries(replies: QMPReplies, client: QMPClient, deadline: ContinuousClock.Instant, errors: inout [String]) async -> QMPReplies {
+        var round = QMPReplies()
         if balloonPath == nil {
             do {
                 let lists = zip(["/machine/peripheral", "/machine/peripheral-anon"], BalloonGroup.peripheralLists)
@@ -157,19 +195,17 @@ actor QMPMachine {
                 errors.append("balloon: \(error)")
                 balloonPath = .some(nil)
             }
+            guard case .some(.some(let path)) = balloonPath else { return round }
+            round = await QMPReplies.run(balloonStatsQueries(path: path), on: client, timeout: deadline - .now)
         }
-        guard case .some(.some(let path)) = balloonPath else { return QMPReplies() }
-        var queries = [BalloonGroup.guestStats(path: path)]
-        let checkPolling = !balloonPollingChecked && options.balloonStatsPeriod > 0
-        if checkPolling { queries.append(BalloonGroup.pollingInterval(path: path)) }
-        let round = await QMPReplies.run(queries, on: client, timeout: deadline - .now)
-        if checkPolling, let interval = try? round.reply(BalloonGroup.pollingInterval(path: path)) {
-            balloonPollingChecked = true
-            if interval.int64Value == 0 {
-                let set = BalloonGroup.setPollingInterval(path: path, seconds: options.balloonStatsPeriod)
-                let result = await QMPReplies.run([set], on: client, timeout: deadline - .now)
-                if case .failure(let error)? = result.results[set] { errors.append("balloon: \(error)") }
-            }
+        guard case .some(.some(let path)) = balloonPath, !balloonPollingChecked, options.balloonStatsPeriod > 0 else { return round }
+        let check = BalloonGroup.pollingInterval(path: path)
+        guard let interval = try? (round.results[check] ?? replies.results[check])?.get() else { return round }
+        balloonPollingChecked = true
+        if interval.int64Value == 0 {
+            let set = BalloonGroup.setPollingInterval(path: path, seconds: options.balloonStatsPeriod)
+            let result = await QMPReplies.run([set], on: client, timeout: deadline - .now)
+            if case .failure(let error)? = result.results[set] { errors.append("balloon: \(error)") }
         }
         return round
     }
@@ -188,13 +224,14 @@ actor QMPMachine {
                 guestStats = try? replies.reply(BalloonGroup.guestStats(path: path))
             }
             let rss = pid.flatMap { try? ProcFS.processStat(pid: $0) }.map { $0.rssPages &* ProcFS.pageSize }
-            return try BalloonGroup.params(
-                balloonActual: actual, memory: replies.reply(BalloonGroup.memory), guestStats: guestStats, rssBytes: rss)
+            let maximum = try commandLine?.fixedMemoryBytes ?? BalloonGroup.maximum(replies.reply(BalloonGroup.memory))
+            return try BalloonGroup.params(balloonActual: actual, maximumBytes: maximum, guestStats: guestStats, rssBytes: rss)
         case .vcpu:
             let vcpus = try VCPUGroup.vcpus(replies.reply(VCPUGroup.queries[0]))
-            let maximum = try? VCPUGroup.maximum(replies.reply(VCPUGroup.queries[1]))
+            let maximum = commandLine?.maxVCPUs.map(UInt64.init) ?? (try? VCPUGroup.maximum(replies.reply(VCPUGroup.queries[1])))
             return try VCPUGroup.params(vcpus: vcpus, maximum: maximum, pid: pid)
         case .interface:
+            if let pid, let taps = InterfaceGroup.tapNames(pid: pid) { return InterfaceGroup.params(taps: taps) }
             return InterfaceGroup.params(taps: try InterfaceGroup.tapNames(replies.reply(InterfaceGroup.queries[0])))
         case .block:
             return BlockGroup.params(try BlockGroup.drives(blockstats: replies.reply(BlockGroup.stats), nodes: replies.reply(BlockGroup.nodes)))

@@ -33,21 +33,12 @@ struct QMPReplies: Sendable {
         return nil
     }
 
-    /// Runs all queries at once on one connection (QMP pipelines them; QEMU answers in order).
+    /// Runs all queries at once on one connection, in one write (QEMU answers in order).
     static func run(_ queries: some Sequence<QMPQuery>, on client: QMPClient, timeout: Duration) async -> QMPReplies {
-        await withTaskGroup(of: (QMPQuery, Result<JSONValue, QMPError>).self) { group in
-            for query in Set(queries) {
-                group.addTask {
-                    do throws(QMPError) {
-                        return (query, .success(try await client.execute(query.command, arguments: query.arguments, timeout: timeout)))
-                    } catch {
-                        return (query, .failure(error))
-                    }
-                }
-            }
-            var replies = QMPReplies()
-            for await (query, result) in group { replies.results[query] = result }
-            return replies
-        }
+        let list = Array(Set(queries))
+        let results = await client.executeAll(list.map { ($0.command, $0.arguments) }, timeout: timeout)
+        var replies = QMPReplies()
+        for (query, result) in zip(list, results) { replies.results[query] = result }
+        return replies
     }
 }

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Foundation
+import VMPulseTestSupport
+
+/// `make bench`: the wall time of `vmpulse stats --json` (whole process, all groups)
+/// beside `virsh domstats` on the same number of libvirt-managed guests of the
+/// same shape (paused, TCG, 128 MiB, one vCPU, a qcow2 virtio disk, a balloon),
+/// in one run, as a ratio. Also the time per VM and vmpulse's peak RSS.
+@main
+struct StatsBenchmark: AsyncParsableCommand {
+    @Option(help: "Guests on each side.") var guests = 50
+    @Option(help: "Measured runs of each command (after two warm-up runs).") var runs = 15
+
+    func validate() throws {
+        guard (1...200).contains(guests) else { throw ValidationError("--guests must be between 1 and 200") }
+        guard (3...1000).contains(runs) else { throw ValidationError("--runs must be between 3 and 1000") }
+    }
+
+    func run() async throws {
+        let vmpulse = Spawn.builtProduct("vmpulse")
+        guard FileManager.default.isExecutableFile(atPath: vmpulse) else {
+            throw TestBedError("\(vmpulse) is missing: build it first (make bench does)")
+        }
+        try check(Spawn.run("scripts/libvirt-up.sh", []), "scripts/libvirt-up.sh (run from the repository root)")
+
+        let bed = try TestBed(prefix: "bench")
+        let libvirt = LibvirtGuests(directory: bed.directory + "/libvirt", count: guests)
+        defer {
+            libvirt.destroy()
+            bed.shutdown()
+        }
+        print("starting \(guests) paused vmpulse test guests and \(guests) paused libvirt domains ...")
+        for i in 1...guests {
+            var spec = GuestSpec(name: "bench-\(i)")
+            spec.paused = true
+            try bed.launch(spec)
+        }
+        try libvirt.create()
+
+        let vmpulseAll = Command(label: "vmpulse stats --json", program: vmpulse, arguments: ["stats", "--json", "--socket-dir", bed.socketDirectory])
+        let virshAll = Command(label: "virsh domstats", program: "/usr/bin/virsh", arguments: ["-c", "qemu:///system", "domstats"])
+        let vmpulseBlock = Command(label: "vmpulse stats --json --group block", program: vmpulse,
+                                   arguments: ["stats", "--json", "--group", "block", "--socket-dir", bed.socketDirectory])
+        let virshBlock = Command(label: "virsh domstats --block", program: "/usr/bin/virsh", arguments: ["-c", "qemu:///system", "domstats", "--block"])
+        let commands = [vmpulseAll, virshAll, vmpulseBlock, virshBlock]
+
+        // Both sides answer for every guest before anything is timed.
+        try checkCounts(vmpulseAll, virshAll)
+        var samples: [String: [Spawn.Measurement]] = [:]
+        for _ in 0..<2 { for c in commands { _ = try c.measure() } }
+        for _ in 0..<runs {
+            for c in commands { samples[c.label, default: []].append(try c.measure()) }  // interleaved, so drift hits both
+        }
+        var rss: [String: Int] = [:]
+        for c in commands {
+            for _ in 0..<3 { rss[c.label] = max(rss[c.label] ?? 0, try Spawn.peakRSS(c.program, c.arguments)) }
+        }
+        report(samples, rss: rss, pairs: [(vmpulseAll, virshAll), (vmpulseBlock, virshBlock)])
+    }
+
+    struct Command {
+        var label: String
+        var program: String
+        var arguments: [String]
+
+        func measure() throws -> Spawn.Measurement {
+            let m = try Spawn.measure(program, arguments)
+            guard m.status == 0 else { throw TestBedError("\(label) exited \(m.status)") }
+            return m
+        }
+    }
+
+    func check(_ status: Int32, _ what: String) throws {
+        guard status == 0 else { throw TestBedError("\(what) failed with status \(status)") }
+    }
+
+    func checkCounts(_ vmpulse: Command, _ virsh: Command) throws {
+        let ours = try Spawn.capture(vmpulse.program, vmpulse.arguments)
+        let theirs = try Spawn.capture(virsh.program, virsh.arguments)
+        let ourCount = ours.stdout.components(separatedBy: "\"name\": \"bench-").count - 1
+        let theirCount = theirs.stdout.components(separatedBy: "Domain: 'vmpbench-").count - 1
+        guard ourCount == guests, theirCount == guests else {
+            throw TestBedError("expected \(guests) guests on each side, vmpulse saw \(ourCount), virsh \(theirCount): \(ours.stderr) \(theirs.stderr)")
+        }
+        let ourKeys = ours.stdout.components(separatedBy: "\n").count
+        print("each vmpulse run returns \(ourCount) records (\(ourKeys) lines of JSON); each virsh run \(theirCount) domains")
+    }
+
+    func report(_ samples: [String: [Spawn.Measurement]], rss: [String: Int], pairs: [(Command, Command)]) {
+        func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
+        func median(_ xs: [Double]) -> Double {
+            let s = xs.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        func f(_ x: Double) -> String { String(format: "%.1f", x) }
+        print("\n\(guests) paused guests per side, \(runs) runs each (medians; whole process, wall time)\n")
+        print("| command | median ms | min ms | max ms | ms per VM | peak RSS MiB (of 3 runs under /usr/bin/time) |")
+        print("|---|---|---|---|---|---|")
+        for (a, b) in pairs {
+            for c in [a, b] {
+                let walls = (samples[c.label] ?? []).map { ms($0.wall) }
+                let rss = rss[c.label] ?? 0
+                print("| \(c.label) | \(f(median(walls))) | \(f(walls.min() ?? 0)) | \(f(walls.max() ?? 0)) | \(String(format: "%.2f", median(walls) / Double(guests))) | \(f(Double(rss) / 1_048_576)) |")
+            }
+        }
+        print("")
+        for (a, b) in pairs {
+            let ratio = median((samples[a.label] ?? []).map { ms($0.wall) }) / median((samples[b.label] ?? []).map { ms($0.wall) })
+            print("ratio \(a.label) / \(b.label): \(String(format: "%.3f", ratio))")
+        }
+    }
+}
