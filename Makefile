@@ -22,10 +22,11 @@ demo: setup
 	$(SWIFT) build
 	scripts/demo.sh
 
-## bench: vmpulse stats vs virsh domstats on N paused guests (N=50 by default)
+## bench: vmpulse stats vs virsh domstats on N paused guests (N=50 by default).
+## Release build with the Swift runtime linked in, as vmpulse would be shipped to hosts.
 bench:
 	scripts/setup.sh --libvirt
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/StatsBenchmark --guests $${N:-50}
 
 clean:

@@ -162,16 +162,13 @@ public final class QMPClient: Sendable {
             }
             handler.value.flush()
         }
+        // One wait for the whole batch: a resume per reply would cost a thread hop each.
+        let all = EventLoopFuture.whenAllComplete(promises.map(\.futureResult), on: loop)
         return await withTaskCancellationHandler {
-            var results: [Result<JSONValue, QMPError>] = []
-            for promise in promises {
-                do {
-                    results.append(.success(try await promise.futureResult.get()))
-                } catch {
-                    results.append(.failure((error as? QMPError) ?? .connectionClosed(detail: "\(error)")))
-                }
+            let results = (try? await all.get()) ?? []
+            return results.map { result in
+                result.mapError { ($0 as? QMPError) ?? .connectionClosed(detail: "\($0)") }
             }
-            return results
         } onCancel: {
             loop.execute { for id in ids { handler.value.expire(id: id, error: .cancelled) } }
         }

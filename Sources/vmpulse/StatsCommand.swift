@@ -67,7 +67,7 @@ struct StatsCommand: AsyncParsableCommand {
             Stderr.write("vmpulse stats: \(error)\n")
             throw ExitCode.failure
         }
-        await backend.close()
+        // No backend.close(): the process ends here and the kernel closes the sockets.
 
         let missing = vms.filter { selector in !records.contains { $0.name == selector || $0.uuid == selector } }
         print(json ? StatsFormat.json(records) : StatsFormat.text(records), terminator: "")

@@ -6,6 +6,10 @@ import VMPulseCore
 enum CPUGroup {
     static func params(pid: Int32) throws(ProcParseError) -> [StatsParam] {
         guard let stat = try ProcFS.processStat(pid: pid) else { return [] }
+        return params(stat)
+    }
+
+    static func params(_ stat: ProcStat) -> [StatsParam] {
         let nsPerTick = 1_000_000_000 / ProcFS.clockTicksPerSecond
         let user = stat.userTicks &* nsPerTick
         let system = stat.systemTicks &* nsPerTick

@@ -81,9 +81,14 @@ actor QMPMachine {
             }
         }
         var record = StatsRecord(name: name ?? fallbackName, uuid: uuid ?? "")
+        // /proc/PID/stat once per pass, for cpu-total and balloon.rss.
+        var stat: Result<ProcStat?, ProcParseError>?
+        if let pid, groups.contains(.cpuTotal) || groups.contains(.balloon) {
+            stat = Result { () throws(ProcParseError) in try ProcFS.processStat(pid: pid) }
+        }
         for group in groups {
             do {
-                record.params += try params(of: group, replies: replies)
+                record.params += try params(of: group, replies: replies, stat: stat)
             } catch {
                 errors.append("\(group.rawValue): \(error)")
             }
@@ -210,20 +215,20 @@ actor QMPMachine {
         return round
     }
 
-    private func params(of group: StatsGroup, replies: QMPReplies) throws -> [StatsParam] {
+    private func params(of group: StatsGroup, replies: QMPReplies, stat: Result<ProcStat?, ProcParseError>?) throws -> [StatsParam] {
         switch group {
         case .state:
             return try StateGroup.params(status: replies.reply(StateGroup.queries[0]))
         case .cpuTotal:
-            guard let pid else { throw BackendError("the QEMU process id is unknown (SO_PEERCRED gave none)") }
-            return try CPUGroup.params(pid: pid)
+            guard let stat else { throw BackendError("the QEMU process id is unknown (SO_PEERCRED gave none)") }
+            return try stat.get().map(CPUGroup.params) ?? []
         case .balloon:
             let actual = try BalloonGroup.actual(replies.results[BalloonGroup.balloon])
             var guestStats: JSONValue?
             if case .some(.some(let path)) = balloonPath {
                 guestStats = try? replies.reply(BalloonGroup.guestStats(path: path))
             }
-            let rss = pid.flatMap { try? ProcFS.processStat(pid: $0) }.map { $0.rssPages &* ProcFS.pageSize }
+            let rss = (try? stat?.get())??.map { $0.rssPages &* ProcFS.pageSize }
             let maximum = try commandLine?.fixedMemoryBytes ?? BalloonGroup.maximum(replies.reply(BalloonGroup.memory))
             return try BalloonGroup.params(balloonActual: actual, maximumBytes: maximum, guestStats: guestStats, rssBytes: rss)
         case .vcpu:
