@@ -16,6 +16,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // Pure logic: the stats model, selection, formats, /proc parsers. No I/O.
@@ -41,6 +45,32 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The billing ledger and sample history in SQLite (GRDB).
+        .target(
+            name: "Store",
+            dependencies: ["VMPulseCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        // The long-running agent: configuration, sampler, accounting, ledger writer.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "VMPulseCore", "Hypervisor", "Store",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        // HTTP: the stats API the CLI and engines read (snapshots only).
+        .target(
+            name: "API",
+            dependencies: [
+                "VMPulseCore", "Agent",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
         // The test bed (real QEMU guests), a scripted QMP peer for bad input, helpers.
         .target(
             name: "VMPulseTestSupport",
@@ -54,9 +84,13 @@ let package = Package(
         .executableTarget(
             name: "vmpulse",
             dependencies: [
-                "VMPulseCore", "Hypervisor",
+                "VMPulseCore", "Hypervisor", "Store", "Agent", "API",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -81,7 +115,9 @@ let package = Package(
         .testTarget(name: "VMPulseCoreTests", dependencies: ["VMPulseCore"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "VMPulseCore"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport"]),
         // Depends on the executable so that `swift build --build-tests` builds the `vmpulse` the tests run.
-        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "VMPulseTestSupport", "vmpulse"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "VMPulseTestSupport", "vmpulse"]),
     ]
 )

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps)
+packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev)
 if [ "${1:-}" = "--libvirt" ]; then
   packages+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients time)
 fi

@@ -76,6 +76,11 @@ struct ReplyReader {
         return v
     }
 
+    func uintValue() throws(QMPError) -> UInt64 {
+        guard let v = value.uint64Value else { throw mismatch(path, expected: "a non-negative integer", got: value) }
+        return v
+    }
+
     func stringValue() throws(QMPError) -> String {
         guard let v = value.stringValue else { throw mismatch(path, expected: "a string", got: value) }
         return v

@@ -12,6 +12,8 @@ public struct ProcStat: Sendable, Equatable {
     public var systemTicks: UInt64
     /// Resident set size, in pages.
     public var rssPages: UInt64
+    /// When the process started, in clock ticks since the host booted (field 22).
+    public var startTicks: UInt64 = 0
 
     /// Parses the text of `/proc/PID/stat`. The command name (field 2) may hold
     /// spaces and parentheses, so fields are counted from the last `)`.
@@ -20,14 +22,24 @@ public struct ProcStat: Sendable, Equatable {
             throw ProcParseError(file: file, detail: "no ')' after the command name")
         }
         let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
-        // fields[0] is field 3 (state); utime is field 14, stime 15, rss 24.
+        // fields[0] is field 3 (state); utime is field 14, stime 15, starttime 22, rss 24.
         guard fields.count > 21,
-              let utime = UInt64(fields[11]), let stime = UInt64(fields[12]),
+              let utime = UInt64(fields[11]), let stime = UInt64(fields[12]), let start = UInt64(fields[19]),
               let rss = Int64(fields[21].trimmingCharacters(in: "\n"))
         else {
             throw ProcParseError(file: file, detail: "expected at least 24 numeric fields")
         }
-        return ProcStat(userTicks: utime, systemTicks: stime, rssPages: UInt64(max(rss, 0)))
+        return ProcStat(userTicks: utime, systemTicks: stime, rssPages: UInt64(max(rss, 0)), startTicks: start)
+    }
+}
+
+/// `/proc/stat`'s `btime`: when the host booted, in Unix seconds.
+public enum ProcBootTime {
+    public static func parse(_ text: String) -> UInt64? {
+        for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
+            return UInt64(line.dropFirst(6).trimmingCharacters(in: " "))
+        }
+        return nil
     }
 }
 

@@ -10,6 +10,8 @@ public enum StatsGroup: String, Sendable, CaseIterable, Hashable, Comparable {
     case vcpu
     case interface
     case block
+    /// vmpulse's own: every I/O counter of the accounting wishlist per disk, and (in the agent) their windows.
+    case io
     case iothread
     case perf
     case memory

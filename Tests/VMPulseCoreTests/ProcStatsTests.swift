@@ -10,6 +10,12 @@ import VMPulseCore
         #expect(s.userTicks == 2317)
         #expect(s.systemTicks == 589)
         #expect(s.rssPages == 20918)
+        #expect(s.startTicks == 454511)
+    }
+
+    @Test func readsTheBootTime() {
+        #expect(ProcBootTime.parse("cpu  1 2 3\nbtime 1795300000\nprocesses 5\n") == 1_795_300_000)
+        #expect(ProcBootTime.parse("cpu 1\n") == nil)
     }
 
     @Test(arguments: ["", "5099 qemu S 1", "5099 (qemu) S 1 2 3", "5099 (qemu) S 1 5098 5098 0 -1 1 2 0 0 0 x y 0 0 20 0 6 0 4 5 6 7"])

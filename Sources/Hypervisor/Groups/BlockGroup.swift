@@ -30,6 +30,12 @@ enum BlockGroup {
         var capacity: UInt64?
         var physical: UInt64?
         var threshold: UInt64
+        /// Every counter of the `io` group.
+        var counters: BlockCounters
+        var histograms: [IOOperation: LatencyHistogram]
+        var idleTimeNs: UInt64?
+        /// The id `block-latency-histogram-set` takes: the drive id, or the device's QOM path.
+        var deviceID: String
     }
 
     static func drives(blockstats: JSONValue, nodes: JSONValue) throws(QMPError) -> [Drive] {
@@ -66,7 +72,11 @@ enum BlockGroup {
                 allocation: try (parentStats ?? s).uint("wr_highest_offset"),
                 capacity: try formatImage?.uint("virtual-size"),
                 physical: physical,
-                threshold: max(formatThreshold, protoThreshold)
+                threshold: max(formatThreshold, protoThreshold),
+                counters: try IOGroup.counters(s),
+                histograms: try IOGroup.histograms(s),
+                idleTimeNs: try s.optionalUInt("idle_time_ns"),
+                deviceID: try Self.deviceID(entry)
             ))
         }
         return drives
@@ -81,6 +91,11 @@ enum BlockGroup {
             return String(qdev.dropFirst(prefix.count).split(separator: "/").first ?? "")
         }
         return qdev
+    }
+
+    static func deviceID(_ entry: ReplyReader) throws(QMPError) -> String {
+        if let device = try entry.optionalString("device"), !device.isEmpty { return device }
+        return try entry.optionalString("qdev") ?? ""
     }
 
     static func params(_ drives: [Drive]) -> [StatsParam] {

@@ -25,7 +25,7 @@ public actor QMPBackend: HypervisorBackend {
     }
 
     public nonisolated let name = "qmp"
-    public nonisolated let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .iothread]
+    public nonisolated let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .iothread]
     public nonisolated let options: Options
     private let logger: Logger
     private var machines: [String: QMPMachine] = [:]
@@ -130,6 +130,42 @@ public actor QMPBackend: HypervisorBackend {
             for await result in group { results.append(result) }
             return results
         }
+    }
+
+    /// The I/O pass: every VM's disk counters, each VM in its own task within the
+    /// timeout. A VM that does not answer comes back with `error` set and no disks.
+    /// - Parameter histogramBoundaries: switch QEMU's latency histograms on (once per
+    ///   connection) with these boundaries, in ns; nil leaves them alone.
+    public func readIO(histogramBoundaries: [UInt64]? = nil) async throws(BackendError) -> [VMIOReading] {
+        try await refresh()
+        let timeout = options.timeout
+        let selected = Array(machines.values)
+        let results = await withTaskGroup(of: (QMPMachine, VMIOReading?).self) { group in
+            for machine in selected {
+                group.addTask {
+                    let reading = await withDeadline(timeout + .milliseconds(250)) {
+                        await machine.readIO(timeout: timeout, histogramBoundaries: histogramBoundaries)
+                    } fallback: {
+                        VMIOReading(socketPath: machine.socketPath, name: machine.fallbackName, uuid: "", instance: nil, disks: [],
+                                    time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "no answer within \(timeout)")
+                    }
+                    return (machine, reading)
+                }
+            }
+            var all: [(QMPMachine, VMIOReading?)] = []
+            for await r in group { all.append(r) }
+            return all
+        }
+        var readings: [VMIOReading] = []
+        for (machine, reading) in results {
+            if let reading {
+                readings.append(reading)
+            } else {
+                machines.removeValue(forKey: machine.socketPath)
+                await machine.close()
+            }
+        }
+        return readings.sorted { $0.name < $1.name }
     }
 
     /// Closes every monitor connection.

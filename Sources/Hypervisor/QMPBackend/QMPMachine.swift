@@ -17,6 +17,11 @@ actor QMPMachine {
     private var balloonPollingChecked = false
     /// What QEMU's command line told (nil until connected, or when /proc could not be read).
     private var commandLine: QEMUArguments?
+    /// The image file of each format node, from `query-named-block-nodes`, for this connection.
+    private var nodeFiles: [String: String] = [:]
+    /// Drives whose latency histograms vmpulse switched on, on this connection.
+    private var histogramsOn: Set<String> = []
+    private var instance: QEMUInstance?
 
     enum Outcome: Sendable {
         case record(StatsRecord)
@@ -73,6 +78,7 @@ actor QMPMachine {
         }
         var errors: [String] = []
         learnIdentity(from: replies, errors: &errors)
+        if let nodes = try? replies.reply(BlockGroup.nodes) { learnNodeFiles(nodes) }
         if groups.contains(.balloon) {
             let more = await balloonQueries(replies: replies, client: client, deadline: deadline, errors: &errors)
             replies.results.merge(more.results) { _, new in new }
@@ -97,6 +103,77 @@ actor QMPMachine {
         return .record(record)
     }
 
+    /// The agent's frequent pass: one `query-blockstats` (plus, when a drive is new,
+    /// `query-named-block-nodes` for its file, and `block-latency-histogram-set` to switch
+    /// its histograms on when `histogramBoundaries` is given).
+    func readIO(timeout: Duration, histogramBoundaries: [UInt64]?) async -> VMIOReading? {
+        let deadline = ContinuousClock.now + timeout
+        func failed(_ error: QMPError) -> VMIOReading {
+            VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
+                        time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "\(error)")
+        }
+        let client: QMPClient
+        switch await connected(timeout: timeout) {
+        case .success(let c): client = c
+        case .failure(.noListener): return nil
+        case .failure(let error): return failed(error)
+        }
+        var queries: [QMPQuery] = [BlockGroup.stats]
+        if name == nil { queries += [Self.queryName, Self.queryUUID] }
+        var replies = await QMPReplies.run(queries, on: client, timeout: deadline - .now)
+        let time = MonotonicTime.now()
+        let wall = MonotonicTime.wallNow()
+        if let failure = replies.monitorFailure { return failed(failure) }
+        var errors: [String] = []
+        learnIdentity(from: replies, errors: &errors)
+        do {
+            let stats = try replies.reply(BlockGroup.stats)
+            let entries = try ReplyReader(command: "query-blockstats", value: stats).array()
+            let formatNodes = try entries.compactMap { (e) throws(QMPError) in try e.optionalString("node-name") }
+            if formatNodes.contains(where: { nodeFiles[$0] == nil }) {
+                let more = await QMPReplies.run([BlockGroup.nodes], on: client, timeout: deadline - .now)
+                if let failure = more.monitorFailure { return failed(failure) }
+                learnNodeFiles(try more.reply(BlockGroup.nodes))
+                replies.results.merge(more.results) { _, new in new }
+            }
+            let drives = try BlockGroup.drives(blockstats: stats, nodes: .array([]))
+            if let histogramBoundaries {
+                await switchHistogramsOn(drives.map(\.deviceID), boundaries: histogramBoundaries, client: client, deadline: deadline)
+            }
+            let disks = drives.map { d in
+                DiskIOReading(name: d.name, path: nodeFiles[d.formatNode] ?? "", counters: d.counters, histograms: d.histograms,
+                              idleTimeNs: d.idleTimeNs, allocation: d.allocation)
+            }
+            return VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance,
+                               disks: disks, time: time, wallTime: wall, error: errors.isEmpty ? nil : errors.joined(separator: "; "))
+        } catch {
+            return VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
+                               time: time, wallTime: wall, error: "io: \(error)")
+        }
+    }
+
+    private func learnNodeFiles(_ nodes: JSONValue) {
+        guard let list = nodes.arrayValue else { return }
+        for node in list {
+            if let name = node["node-name"]?.stringValue, let file = node["file"]?.stringValue { nodeFiles[name] = file }
+        }
+    }
+
+    private func switchHistogramsOn(_ devices: [String], boundaries: [UInt64], client: QMPClient, deadline: ContinuousClock.Instant) async {
+        let missing = devices.filter { !$0.isEmpty && !histogramsOn.contains($0) }
+        guard !missing.isEmpty else { return }
+        let queries = missing.map { QMPQuery("block-latency-histogram-set", ["id": .string($0), "boundaries": .array(boundaries.map { .uint($0) })]) }
+        let results = await QMPReplies.run(queries, on: client, timeout: deadline - .now)
+        for (device, query) in zip(missing, queries) {
+            if case .success? = results.results[query] {
+                histogramsOn.insert(device)
+            } else {
+                logger.warning("cannot switch latency histograms on for \(device) of \(name ?? fallbackName): \(String(describing: results.results[query]))")
+                histogramsOn.insert(device)  // do not retry every second; a new connection tries again
+            }
+        }
+    }
+
     // MARK: connection
 
     private func connected(timeout: Duration) async -> Result<QMPClient, QMPError> {
@@ -114,6 +191,9 @@ actor QMPMachine {
             name = nil  // a new connection may be a new QEMU behind the same socket
             uuid = nil
             learnFromCommandLine()
+            nodeFiles = [:]
+            histogramsOn = []
+            instance = fresh.peerPID.flatMap(ProcFS.instance(pid:))
             return .success(fresh)
         } catch {
             if case .noListener = error {
@@ -163,6 +243,7 @@ actor QMPMachine {
         case .balloon: return [BalloonGroup.balloon, BalloonGroup.memory]
         case .interface: return []  // from /proc (see InterfaceGroup.tapNames(pid:)); HMP only without a pid
         case .block: return BlockGroup.queries
+        case .io: return [BlockGroup.stats, BlockGroup.nodes]
         case .iothread: return IOThreadGroup.queries
         case .cpuTotal, .perf, .memory, .dirtyrate, .vm: return []
         }
@@ -242,6 +323,8 @@ actor QMPMachine {
             return BlockGroup.params(try BlockGroup.drives(blockstats: replies.reply(BlockGroup.stats), nodes: replies.reply(BlockGroup.nodes)))
         case .iothread:
             return try IOThreadGroup.params(replies.reply(IOThreadGroup.queries[0]))
+        case .io:
+            return IOGroup.params(try BlockGroup.drives(blockstats: replies.reply(BlockGroup.stats), nodes: replies.reply(BlockGroup.nodes)))
         case .perf, .memory, .dirtyrate, .vm:
             return []
         }

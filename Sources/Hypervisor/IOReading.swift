@@ -1,0 +1,64 @@
+import Glibc
+import VMPulseCore
+
+/// One disk as an I/O pass reads it.
+public struct DiskIOReading: Sendable, Equatable {
+    public var name: String
+    public var path: String
+    public var counters: BlockCounters
+    public var histograms: [IOOperation: LatencyHistogram]
+    public var idleTimeNs: UInt64?
+    /// Highest offset written in the protocol node (`block.N.allocation`).
+    public var allocation: UInt64
+}
+
+/// One VM as an I/O pass reads it: the cheap, frequent pass the agent runs every
+/// second for accounting and the `io` windows (one `query-blockstats` per VM).
+public struct VMIOReading: Sendable {
+    public var socketPath: String
+    public var name: String
+    public var uuid: String
+    public var instance: QEMUInstance?
+    public var disks: [DiskIOReading]
+    /// Seconds on the monotonic clock (`MonotonicTime.now()`), when the reply was taken.
+    public var time: Double
+    /// Unix seconds at the same moment.
+    public var wallTime: Double
+    /// Why the VM could not be read; nil when it was.
+    public var error: String?
+
+    public var isResponsive: Bool { error == nil }
+
+    /// The key the ledger files this VM's disks under: the UUID, or `name:NAME` for a
+    /// VM started without one (QEMU's default UUID is all zeros and would collide).
+    public var ledgerID: String {
+        uuid.isEmpty || uuid == "00000000-0000-0000-0000-000000000000" ? "name:" + name : uuid
+    }
+}
+
+/// Clocks read in one place.
+public enum MonotonicTime {
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    public static func wallNow() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+extension ProcFS {
+    /// When the host booted (Unix seconds), from /proc/stat; read once.
+    static let bootTime: Double? = read("/proc/stat").flatMap(ProcBootTime.parse).map(Double.init)
+
+    /// The QEMU process as an instance: pid and start time, unique for the host's uptime.
+    static func instance(pid: Int32) -> QEMUInstance? {
+        guard let stat = try? processStat(pid: pid) else { return nil }
+        let started = (bootTime ?? 0) + Double(stat.startTicks) / Double(clockTicksPerSecond)
+        return QEMUInstance(id: "\(pid)@\(stat.startTicks)", startedAt: started)
+    }
+}

@@ -1,0 +1,37 @@
+/// The kinds of operations that have latency windows and histograms.
+public enum IOOperation: String, CaseIterable, Sendable, Hashable {
+    case read, write, flush
+
+    var timeCounter: IOCounter {
+        switch self {
+        case .read: return .totalReadTimeNs
+        case .write: return .totalWriteTimeNs
+        case .flush: return .totalFlushTimeNs
+        }
+    }
+
+    var opsCounter: IOCounter {
+        switch self {
+        case .read: return .readIOs
+        case .write: return .writeIOs
+        case .flush: return .flushIOs
+        }
+    }
+}
+
+/// One reading of one disk: when (on a monotonic clock, in seconds), its counters,
+/// its latency histograms when QEMU keeps them, and QEMU's idle time.
+public struct IOSample: Sendable, Equatable {
+    public var time: Double
+    public var counters: BlockCounters
+    public var histograms: [IOOperation: LatencyHistogram]
+    /// Nanoseconds since the disk's last I/O, when it has had any (QEMU's `idle_time_ns`).
+    public var idleTimeNs: UInt64?
+
+    public init(time: Double, counters: BlockCounters, histograms: [IOOperation: LatencyHistogram] = [:], idleTimeNs: UInt64? = nil) {
+        self.time = time
+        self.counters = counters
+        self.histograms = histograms
+        self.idleTimeNs = idleTimeNs
+    }
+}
