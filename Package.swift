@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // Pure logic: the stats model, selection, formats, /proc parsers. No I/O.
@@ -66,8 +67,9 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "VMPulseCore", "Agent",
+                "VMPulseCore", "Agent", "Hypervisor",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: strict
         ),

@@ -53,7 +53,7 @@ public enum MonotonicTime {
 
 extension ProcFS {
     /// When the host booted (Unix seconds), from /proc/stat; read once.
-    static let bootTime: Double? = read("/proc/stat").flatMap(ProcBootTime.parse).map(Double.init)
+    static let bootTime: Double? = read("/proc/stat").flatMap(ProcBootTime.parse).map { Double($0) }
 
     /// The QEMU process as an instance: pid and start time, unique for the host's uptime.
     static func instance(pid: Int32) -> QEMUInstance? {

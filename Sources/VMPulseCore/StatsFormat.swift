@@ -18,7 +18,7 @@ public enum StatsFormat {
         return out
     }
 
-    /// One JSON document: `[{"name", "uuid", "params": {key: value}, "errors": [...]}]`,
+    /// One JSON document: `[{"name", "uuid", "source"?, "statsAge"?, "params": {key: value}, "errors"?: [...]}]`,
     /// keys in collection order, values as JSON numbers, strings and booleans.
     public static func json(_ records: [StatsRecord]) -> String {
         // Written by hand because JSONEncoder cannot keep the keys' order,
@@ -26,7 +26,10 @@ public enum StatsFormat {
         var out = "["
         for (i, record) in records.enumerated() {
             out += i == 0 ? "\n" : ",\n"
-            out += "  {\"name\": \(JSONText.quoted(record.name)), \"uuid\": \(JSONText.quoted(record.uuid)), \"params\": {"
+            out += "  {\"name\": \(JSONText.quoted(record.name)), \"uuid\": \(JSONText.quoted(record.uuid)), "
+            if let source = record.source { out += "\"source\": \(JSONText.quoted(source)), " }
+            if let age = record.statsAge { out += "\"statsAge\": \(JSONText.value(.double((age * 1000).rounded() / 1000))), " }
+            out += "\"params\": {"
             for (j, param) in record.params.enumerated() {
                 out += j == 0 ? "\n" : ",\n"
                 out += "    \(JSONText.quoted(param.key)): \(JSONText.value(param.value))"
@@ -42,3 +45,40 @@ public enum StatsFormat {
     }
 }
 
+
+extension StatsFormat {
+    /// Why a stats document could not be read.
+    public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// Reads back what `json(_:)` writes (the agent's answer), for programs and tests.
+    /// Numbers become `int` when they fit, `uint` above, `double` with a fraction.
+    /// The order of a record's keys is not kept (a JSON object has none).
+    public static func parseJSON(_ bytes: some Collection<UInt8>) throws(ParseError) -> [StatsRecord] {
+        let document: JSONValue
+        do { document = try JSONParser.parse(bytes) } catch { throw ParseError(message: "not JSON: \(error)") }
+        guard let items = document.arrayValue else { throw ParseError(message: "expected an array of records") }
+        var records: [StatsRecord] = []
+        for (i, item) in items.enumerated() {
+            guard let name = item["name"]?.stringValue, let uuid = item["uuid"]?.stringValue, let params = item["params"]?.objectValue else {
+                throw ParseError(message: "record \(i) lacks name, uuid or params")
+            }
+            var record = StatsRecord(name: name, uuid: uuid, source: item["source"]?.stringValue, statsAge: item["statsAge"]?.doubleValue)
+            record.errors = item["errors"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            for (key, value) in params {
+                switch value {
+                case .int(let v): record.params.append(StatsParam(key, .int(v)))
+                case .uint(let v): record.params.append(StatsParam(key, .uint(v)))
+                case .double(let v): record.params.append(StatsParam(key, .double(v)))
+                case .string(let v): record.params.append(StatsParam(key, .string(v)))
+                case .bool(let v): record.params.append(StatsParam(key, .bool(v)))
+                default: throw ParseError(message: "record \(i): '\(key)' is \(value.kindName), not a stats value")
+                }
+            }
+            records.append(record)
+        }
+        return records
+    }
+}

@@ -20,12 +20,18 @@ public struct StatsRecord: Sendable, Hashable {
     /// Problems met while collecting this VM (a group that could not be read,
     /// a reply that did not parse). The record holds everything else.
     public var errors: [String]
+    /// Where the figures came from: `agent` (its snapshot) or `direct` (this process asked QEMU).
+    public var source: String?
+    /// Seconds since the VM last answered, for records served from a snapshot.
+    public var statsAge: Double?
 
-    public init(name: String, uuid: String, params: [StatsParam] = [], errors: [String] = []) {
+    public init(name: String, uuid: String, params: [StatsParam] = [], errors: [String] = [], source: String? = nil, statsAge: Double? = nil) {
         self.name = name
         self.uuid = uuid
         self.params = params
         self.errors = errors
+        self.source = source
+        self.statsAge = statsAge
     }
 
     /// The value of a key, if present.

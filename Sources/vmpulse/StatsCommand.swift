@@ -1,3 +1,4 @@
+import Agent
 import ArgumentParser
 import Glibc
 import Hypervisor
@@ -24,11 +25,20 @@ struct StatsCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON document instead of the virsh text form.")
     var json = false
 
-    @Option(help: "The directory of the VMs' vmpulse monitor sockets.")
-    var socketDir = "/run/vmpulse/qmp"
+    @Option(help: "The directory of the VMs' vmpulse monitor sockets (default: the configuration's, else /run/vmpulse/qmp).")
+    var socketDir: String?
 
     @Option(help: "Seconds one VM may take to answer before it is reported unresponsive.")
     var timeout: Double = 2
+
+    @Option(help: "HOST:PORT of a running agent (default: the configuration's listen address, else 127.0.0.1:9790).")
+    var agent: String?
+
+    @Option(help: "The agent's configuration file, for its address and socket directory.")
+    var config: String?
+
+    @Flag(help: "Ask QEMU directly even if an agent runs (it cannot while the agent holds the monitors).")
+    var direct = false
 
     @Argument(help: "VM names or UUIDs (default: every VM).")
     var vms: [String] = []
@@ -41,6 +51,18 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         LogSetup.bootstrap()
+        let settings: AgentConfig
+        do {
+            settings = try AgentSettings.load(file: config, socketDir: socketDir, listen: agent)
+        } catch {
+            Stderr.write("vmpulse stats: \(error)\n")
+            throw ExitCode.failure
+        }
+        if !direct, let code = try await fromAgent(settings) {
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
+        let socketDir = settings.socketDirectory
         var options = QMPBackend.Options()
         options.socketDirectory = socketDir
         options.timeout = .milliseconds(Int64(timeout * 1000))
@@ -60,7 +82,7 @@ struct StatsCommand: AsyncParsableCommand {
             Stderr.write("vmpulse stats: left out \(selection.leftOut.joined(separator: ", ")) (not supported here; --enforce makes this an error)\n")
         }
 
-        let records: [StatsRecord]
+        var records: [StatsRecord]
         do {
             records = try await backend.collect(groups: selection.groups, vms: vms.isEmpty ? nil : vms)
         } catch {
@@ -70,6 +92,8 @@ struct StatsCommand: AsyncParsableCommand {
         // No backend.close(): the process ends here and the kernel closes the sockets.
 
         let missing = vms.filter { selector in !records.contains { $0.name == selector || $0.uuid == selector } }
+        for i in records.indices { records[i].source = "direct" }
+        if !json { print("# source: direct (no agent answered; asked each QEMU)") }
         print(json ? StatsFormat.json(records) : StatsFormat.text(records), terminator: "")
         fflush(nil)  // results first, then the per-VM problems on stderr
         for record in records {
@@ -80,6 +104,63 @@ struct StatsCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
     }
+}
+
+extension StatsCommand {
+    /// Asks a running agent; returns the exit code, or nil when no agent answers
+    /// (then the figures are collected directly).
+    func fromAgent(_ settings: AgentConfig) async throws -> Int32? {
+        let (host, port) = try settings.listenAddress()
+        var query = "/v1/stats?format=\(json ? "json" : "text")"
+        for g in GroupSelection.names(fromList: groups) { query += "&group=" + percentEncoded(g) }
+        for vm in vms { query += "&vm=" + percentEncoded(vm) }
+        if enforce { query += "&enforce=1" }
+        let answer: AgentClient.Response
+        do {
+            answer = try await AgentClient.get(host: host, port: port, path: query, timeout: .milliseconds(Int64(max(timeout, 1) * 1000)))
+        } catch {
+            if agent != nil { Stderr.write("vmpulse stats: \(error) at \(host):\(port); asking QEMU directly\n") }
+            return nil
+        }
+        switch answer.status {
+        case 200:
+            if !json { print("# source: agent at \(host):\(port) (statsAge: seconds since each VM last answered)") }
+            print(answer.body, terminator: "")
+            fflush(nil)
+            if let leftOut = answer.headers.first(name: "X-VMPulse-Left-Out") {
+                Stderr.write("vmpulse stats: left out \(leftOut.replacingOccurrences(of: ",", with: ", ")) (not supported here; --enforce makes this an error)\n")
+            }
+            if let errors = answer.headers.first(name: "X-VMPulse-Errors"), let list = try? JSONParser.parse(Array(errors.utf8)).arrayValue {
+                for e in list.compactMap(\.stringValue) { Stderr.write("vmpulse stats: \(e)\n") }
+            }
+            return 0
+        case 400, 404:
+            let message = (try? JSONParser.parse(Array(answer.body.utf8)))?["error"]?.stringValue ?? answer.body
+            Stderr.write("vmpulse stats: \(message)\n")
+            return answer.status == 400 && message.contains("group") ? 2 : 1
+        default:
+            Stderr.write("vmpulse stats: the agent answered \(answer.status): \(answer.body)\n")
+            return 1
+        }
+    }
+
+    private func percentEncoded(_ s: String) -> String {
+        var out = ""
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 enum Stderr {

@@ -21,7 +21,7 @@ import VMPulseTestSupport
     }
 
     func stats(_ bed: TestBed, _ args: [String]) throws -> Spawn.Output {
-        try Spawn.capture(vmpulse, ["stats", "--socket-dir", bed.socketDirectory] + args)
+        try Spawn.capture(vmpulse, ["stats", "--direct", "--socket-dir", bed.socketDirectory] + args)
     }
 
     func parse(_ json: String) throws -> [JSONValue] {
@@ -32,7 +32,7 @@ import VMPulseTestSupport
         try await withGuests(["vm1", "vm2"]) { bed, _ in
             let out = try stats(bed, [])
             #expect(out.status == 0, "\(out.stderr)")
-            #expect(out.stdout.hasPrefix("Domain: 'vm1'\n  state.state=3\n  state.reason=1\n"))
+            #expect(out.stdout.hasPrefix("# source: direct (no agent answered; asked each QEMU)\nDomain: 'vm1'\n  state.state=3\n  state.reason=1\n"))
             #expect(out.stdout.contains("\n\nDomain: 'vm2'\n"))
             #expect(out.stdout.contains("  block.0.name=drive0\n"))
             #expect(out.stderr.isEmpty)
@@ -133,13 +133,13 @@ import VMPulseTestSupport
     }
 
     @Test func aMissingSocketDirectoryIsExplained() throws {
-        let out = try Spawn.capture(vmpulse, ["stats", "--socket-dir", "/nonexistent/qmp"])
+        let out = try Spawn.capture(vmpulse, ["stats", "--direct", "--socket-dir", "/nonexistent/qmp"])
         #expect(out.status == 1)
         #expect(out.stderr.contains("cannot read the socket directory /nonexistent/qmp: No such file or directory"))
     }
 
     @Test func badOptionsAreRefused() throws {
-        let out = try Spawn.capture(vmpulse, ["stats", "--timeout", "0"])
+        let out = try Spawn.capture(vmpulse, ["stats", "--direct", "--timeout", "0"])
         #expect(out.status != 0)
         #expect(out.stderr.contains("--timeout must be between 0 and 600 seconds"))
     }

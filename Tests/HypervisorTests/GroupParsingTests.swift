@@ -1,3 +1,4 @@
+import Glibc
 @testable import Hypervisor
 import QMP
 import Testing
@@ -109,5 +110,16 @@ import VMPulseCore
             StatsParam("state.status", .string("io-error")), StatsParam("state.monitor-response", .int(0)),
         ])
         #expect(throws: QMPError.self) { try StateGroup.params(status: ["running": true]) }
+    }
+}
+
+@Suite struct ProcessInstanceTests {
+    @Test func aProcessStartTimeIsInUnixSeconds() throws {
+        // This test process started moments ago: its start is within a day of now, not near 1970.
+        let me = try #require(ProcFS.instance(pid: getpid()))
+        let now = MonotonicTime.wallNow()
+        #expect(me.startedAt <= now + 1)
+        #expect(me.startedAt > now - 86_400)
+        #expect(me.id.hasPrefix("\(getpid())@"))
     }
 }

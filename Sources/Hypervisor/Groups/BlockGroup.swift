@@ -34,7 +34,7 @@ enum BlockGroup {
         var counters: BlockCounters
         var histograms: [IOOperation: LatencyHistogram]
         var idleTimeNs: UInt64?
-        /// The id `block-latency-histogram-set` takes: the drive id, or the device's QOM path.
+        /// The id `block-latency-histogram-set` takes: the device's QOM path (or the drive id without one).
         var deviceID: String
     }
 
@@ -93,9 +93,10 @@ enum BlockGroup {
         return qdev
     }
 
+    /// `block-latency-histogram-set` names the guest device (its QOM path), not the drive.
     static func deviceID(_ entry: ReplyReader) throws(QMPError) -> String {
-        if let device = try entry.optionalString("device"), !device.isEmpty { return device }
-        return try entry.optionalString("qdev") ?? ""
+        if let qdev = try entry.optionalString("qdev"), !qdev.isEmpty { return qdev }
+        return try entry.optionalString("device") ?? ""
     }
 
     static func params(_ drives: [Drive]) -> [StatsParam] {

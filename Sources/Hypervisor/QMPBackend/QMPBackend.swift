@@ -168,6 +168,37 @@ public actor QMPBackend: HypervisorBackend {
         return readings.sorted { $0.name < $1.name }
     }
 
+    /// One VM's I/O reading (the agent samples each VM in a task of its own, so a stuck
+    /// VM delays only itself). Nil when the VM is gone (no socket, or nothing listening).
+    public func readIO(socketPath: String, histogramBoundaries: [UInt64]? = nil) async -> VMIOReading? {
+        guard let machine = machines[socketPath] else { return nil }
+        let timeout = options.timeout
+        let reading = await withDeadline(timeout + .milliseconds(250)) {
+            await machine.readIO(timeout: timeout, histogramBoundaries: histogramBoundaries)
+        } fallback: {
+            VMIOReading(socketPath: socketPath, name: machine.fallbackName, uuid: "", instance: nil, disks: [],
+                        time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "no answer within \(timeout)")
+        }
+        if reading == nil { await drop(socketPath) }
+        return reading
+    }
+
+    /// One VM's statistics for the groups given; nil when the VM is gone.
+    public func collect(socketPath: String, groups: [StatsGroup]) async -> StatsRecord? {
+        guard let machine = machines[socketPath] else { return nil }
+        guard let (_, outcome) = await collect([machine], groups: groups).first else { return nil }
+        switch outcome {
+        case .record(let record): return record
+        case .gone:
+            await drop(socketPath)
+            return nil
+        }
+    }
+
+    private func drop(_ socketPath: String) async {
+        if let machine = machines.removeValue(forKey: socketPath) { await machine.close() }
+    }
+
     /// Closes every monitor connection.
     public func close() async {
         for machine in machines.values { await machine.close() }

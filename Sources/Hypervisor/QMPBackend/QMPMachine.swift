@@ -168,7 +168,8 @@ actor QMPMachine {
             if case .success? = results.results[query] {
                 histogramsOn.insert(device)
             } else {
-                logger.warning("cannot switch latency histograms on for \(device) of \(name ?? fallbackName): \(String(describing: results.results[query]))")
+                let why = results.results[query].map { r -> String in if case .failure(let e) = r { return "\(e)" } else { return "no reply" } } ?? "no reply"
+                logger.warning("cannot switch latency histograms on for \(device) of \(name ?? fallbackName): \(why)")
                 histogramsOn.insert(device)  // do not retry every second; a new connection tries again
             }
         }
@@ -314,7 +315,7 @@ actor QMPMachine {
             return try BalloonGroup.params(balloonActual: actual, maximumBytes: maximum, guestStats: guestStats, rssBytes: rss)
         case .vcpu:
             let vcpus = try VCPUGroup.vcpus(replies.reply(VCPUGroup.queries[0]))
-            let maximum = commandLine?.maxVCPUs.map(UInt64.init) ?? (try? VCPUGroup.maximum(replies.reply(VCPUGroup.queries[1])))
+            let maximum = commandLine?.maxVCPUs.map { UInt64($0) } ?? (try? VCPUGroup.maximum(replies.reply(VCPUGroup.queries[1])))
             return try VCPUGroup.params(vcpus: vcpus, maximum: maximum, pid: pid)
         case .interface:
             if let pid, let taps = InterfaceGroup.tapNames(pid: pid) { return InterfaceGroup.params(taps: taps) }

@@ -1,0 +1,137 @@
+import Logging
+import ServiceLifecycle
+import Store
+import Synchronization
+import Hypervisor
+import VMPulseCore
+
+/// The ledger's health, for `/v1/health` and the logs.
+public struct LedgerStatus: Sendable, Equatable {
+    public enum State: String, Sendable { case starting, ok, degraded }
+    public var state: State = .starting
+    /// What is wrong while degraded.
+    public var problem: String?
+    /// Unix seconds of the last successful write.
+    public var lastWrite: Double?
+    /// Billing periods with usage not yet written.
+    public var pendingPeriods = 0
+}
+
+/// Accounts every disk reading and writes the ledger every `flush_interval`.
+///
+/// When the ledger cannot be opened or written (corrupt, read-only, disk full),
+/// the agent goes on sampling and serving stats and reports the ledger as
+/// degraded; usage stays pending in memory (and in QEMU's cumulative counters)
+/// and is written when the ledger works again. A corrupt file is never touched.
+public final class LedgerService: Service, Sendable {
+    let config: AgentConfig
+    let observations: AsyncStream<Observation>
+    let logger: Logger
+    private let keeper: LedgerKeeper
+    private let statusBox = StatusBox()
+
+    /// The ledger's health now (never waits on the ledger).
+    public var status: LedgerStatus { statusBox.get() }
+
+    public init(config: AgentConfig, observations: AsyncStream<Observation>, logger: Logger) {
+        self.config = config
+        self.observations = observations
+        self.logger = logger
+        self.keeper = LedgerKeeper(config: config, logger: logger)
+    }
+
+    public func run() async throws {
+        let keeper = self.keeper
+        let status = self.statusBox
+        let interval = Duration.milliseconds(Int64(config.flushInterval * 1000))
+        await keeper.flush(into: status)  // open (or report why not) at once
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Ends when the sampler ends the stream (graceful shutdown) or the task is cancelled.
+                for await observation in self.observations { await keeper.observe(observation) }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: interval) } catch { return }
+                    await keeper.flush(into: status)
+                }
+            }
+            await group.next()  // the stream ended: stop flushing on the timer
+            group.cancelAll()
+        }
+        await keeper.flush(into: status)
+        logger.info("ledger flushed and closed")
+    }
+}
+
+/// Owns the accounting state and the ledger connection.
+actor LedgerKeeper {
+    private let config: AgentConfig
+    private let logger: Logger
+    private var accounting: Accounting
+    private var ledger: Ledger?
+    private var lastProblem: String?
+    private var lastPrune = -Double.infinity
+
+    init(config: AgentConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        self.accounting = Accounting(periodSeconds: Int64(config.period))
+    }
+
+    func observe(_ o: Observation) {
+        accounting.observe(o)
+    }
+
+    /// Opens the ledger if it is not open, writes what is pending, prunes old samples.
+    func flush(into status: StatusBox) {
+        do throws(LedgerError) {
+            let ledger = try openLedger()
+            let batch = accounting.batch()
+            try ledger.write(batch)
+            accounting.committed(batch)
+            let now = MonotonicClock.wall()
+            if now - lastPrune > 3600 {
+                lastPrune = now
+                try ledger.pruneSamples(before: now - config.sampleRetention)
+            }
+            if lastProblem != nil { logger.notice("ledger \(ledger.path) works again") }
+            lastProblem = nil
+            let pending = accounting.batch().usage.count
+            status.set(LedgerStatus(state: .ok, problem: nil, lastWrite: now, pendingPeriods: pending))
+        } catch {
+            if lastProblem != error.message { logger.error("ledger degraded: \(error.message)") }
+            lastProblem = error.message
+            if error.kind == .corrupt || error.kind == .schema { ledger = nil }
+            let pending = accounting.batch().usage.count
+            var s = status.get()
+            s.state = .degraded
+            s.problem = error.message
+            s.pendingPeriods = pending
+            status.set(s)
+        }
+    }
+
+    private func openLedger() throws(LedgerError) -> Ledger {
+        if let ledger { return ledger }
+        let opened = try Ledger.open(path: config.ledgerPath)
+        if !accounting.isLoaded {
+            accounting.load(cursors: try opened.cursors(), ledgerCreatedAt: try opened.createdAt())
+        }
+        ledger = opened
+        logger.info("ledger \(opened.path) open")
+        return opened
+    }
+}
+
+/// Wall-clock time for the ledger.
+enum MonotonicClock {
+    static func wall() -> Double { MonotonicTime.wallNow() }
+}
+
+/// The ledger status behind a lock, shared by the service and its keeper.
+final class StatusBox: Sendable {
+    private let value = Mutex(LedgerStatus())
+    func get() -> LedgerStatus { value.withLock { $0 } }
+    func set(_ s: LedgerStatus) { value.withLock { $0 = s } }
+}

@@ -1,0 +1,81 @@
+import API
+import Agent
+import ArgumentParser
+import Glibc
+import Hypervisor
+import Logging
+import ServiceLifecycle
+import VMPulseCore
+
+/// `vmpulse agent`: the long-running daemon.
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Sample every VM on a schedule, keep the billing ledger, and serve stats over HTTP.",
+        discussion: "Stops gracefully on SIGTERM or SIGINT, writing everything pending to the ledger first."
+    )
+
+    @Option(help: "Configuration file (YAML). Default: \(AgentConfig.defaultPath) when it exists.") var config: String?
+    @Option(help: "The directory of the VMs' vmpulse monitor sockets.") var socketDir: String?
+    @Option(help: "Where the ledger lives.") var dataDir: String?
+    @Option(help: "HOST:PORT of the HTTP API.") var listen: String?
+    @Option(help: "Seconds between I/O passes.") var interval: Double?
+
+    func run() async throws {
+        LogSetup.bootstrap(defaultLevel: .info)
+        let logger = Logger(label: "vmpulse.agent")
+        let settings: AgentConfig
+        do {
+            settings = try AgentSettings.load(file: config, socketDir: socketDir, dataDir: dataDir, listen: listen, interval: interval)
+        } catch {
+            Stderr.write("vmpulse agent: \(error)\n")
+            throw ExitCode.failure
+        }
+        let (host, port) = try settings.listenAddress()
+        if mkdir(settings.dataDirectory, 0o750) != 0 && errno != EEXIST {
+            logger.error("cannot create the data directory \(settings.dataDirectory): \(String(cString: strerror(errno))); the ledger will be degraded")
+        }
+
+        var options = QMPBackend.Options()
+        options.socketDirectory = settings.socketDirectory
+        options.timeout = .milliseconds(Int64(settings.timeout * 1000))
+        options.balloonStatsPeriod = settings.balloonStatsPeriod
+        let backend = QMPBackend(options: options, logger: Logger(label: "vmpulse.qmp"))
+        let store = SnapshotStore()
+        let (observations, continuation) = AsyncStream<Observation>.makeStream(bufferingPolicy: .bufferingNewest(100_000))
+        let sampler = SamplerService(backend: backend, config: settings, store: store, observations: continuation, logger: logger)
+        let ledger = LedgerService(config: settings, observations: observations, logger: Logger(label: "vmpulse.ledger"))
+        let api = APIServer.application(host: host, port: port, store: store, ledger: ledger, sampler: sampler, logger: Logger(label: "vmpulse.api")) { bound in
+            logger.info("vmpulse agent serving http://\(host):\(bound), sockets in \(settings.socketDirectory), ledger \(settings.ledgerPath)")
+        }
+        // Shut down in reverse: the sampler stops first, then the ledger writes what is
+        // pending, then the API stops answering.
+        let services: [any Service] = [api, ledger, sampler]
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+/// Where the settings of `vmpulse agent` and `vmpulse stats` come from: defaults, the file, flags.
+enum AgentSettings {
+    static func load(file: String?, socketDir: String? = nil, dataDir: String? = nil, listen: String? = nil, interval: Double? = nil) throws -> AgentConfig {
+        var settings = AgentConfig()
+        if let file {
+            settings = try AgentConfig.load(file: file)
+        } else if access(AgentConfig.defaultPath, F_OK) == 0 {
+            settings = try AgentConfig.load(file: AgentConfig.defaultPath)
+        }
+        if let socketDir { settings.socketDirectory = socketDir }
+        if let dataDir { settings.dataDirectory = dataDir }
+        if let listen { settings.listen = listen }
+        if let interval {
+            settings.interval = interval
+            settings.fullInterval = max(settings.fullInterval, interval)
+        }
+        try settings.validate()
+        return settings
+    }
+}
