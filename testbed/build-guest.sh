@@ -40,7 +40,8 @@ cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/guest-init.sh" "$root/init"
 install -m 0755 "$here/guest-shell.sh" "$root/bin/guest-shell"
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-         virtio_blk virtio_balloon failover net_failover virtio_net; do
+         virtio_blk virtio_balloon failover net_failover virtio_net \
+         scsi_common scsi_mod sd_mod virtio_scsi; do
   f=$(find "$work/k/lib/modules/$kver" -name "$m.ko" | head -n 1)
   if [ -z "$f" ]; then
     echo "build-guest: module $m.ko is not in $kpkg" >&2

@@ -12,7 +12,8 @@ mount -t devtmpfs devtmpfs /dev
 # The cloud kernel builds virtio as modules and the package has no modules.dep,
 # so they are loaded by hand, in dependency order (virtio_ring first).
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-         virtio_blk virtio_balloon failover net_failover virtio_net; do
+         virtio_blk virtio_balloon failover net_failover virtio_net \
+         scsi_common scsi_mod sd_mod virtio_scsi; do
   insmod "/modules/$m.ko" 2>/dev/null
 done
 
@@ -33,6 +34,7 @@ fi
 echo "VMPULSE-READY $(ls /sys/block | tr '\n' ' ')" >/dev/ttyS0
 
 # Workloads: wl=write:MIB writes MIB MiB to /dev/vda with O_DIRECT.
+# (SCSI disks, when a test adds them, are /dev/sda...: sd_mod is loaded above.)
 case "$wl" in
   write:*)
     n="${wl#write:}"

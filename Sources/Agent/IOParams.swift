@@ -11,6 +11,8 @@ enum IOParams {
             guard let history = windows[disk.name] else { continue }
             for (label, seconds) in IOWindows.windows {
                 guard let f = history.figures(window: seconds) else { continue }
+                // How much time the window really covers (less than its name until the agent has watched that long).
+                w.double("io.\(i).window_seconds.\(label)", f.seconds)
                 for op in IOOperation.allCases {
                     if let v = f.latencyAvgNs[op] { w.double("io.\(i).\(op.rawValue)_latency_avg_ns.\(label)", v) }
                 }

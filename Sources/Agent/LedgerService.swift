@@ -15,6 +15,13 @@ public struct LedgerStatus: Sendable, Equatable {
     public var lastWrite: Double?
     /// Billing periods with usage not yet written.
     public var pendingPeriods = 0
+
+    public init(state: State = .starting, problem: String? = nil, lastWrite: Double? = nil, pendingPeriods: Int = 0) {
+        self.state = state
+        self.problem = problem
+        self.lastWrite = lastWrite
+        self.pendingPeriods = pendingPeriods
+    }
 }
 
 /// Accounts every disk reading and writes the ledger every `flush_interval`.

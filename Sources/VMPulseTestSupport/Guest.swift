@@ -12,6 +12,8 @@ public final class Guest: Sendable {
     public let serialLog: String
     /// The guest's command shell (second serial port).
     public let shellSocket: String
+    /// A monitor for the test's own commands (block_resize, query-blockstats).
+    public let controlSocket: String
     private let pidBox = PIDBox()
 
     init(spec: GuestSpec, directory: String, socketPath: String, disks: [String]) {
@@ -22,6 +24,7 @@ public final class Guest: Sendable {
         self.pidFile = directory + "/qemu.pid"
         self.serialLog = directory + "/serial.log"
         self.shellSocket = directory + "/shell.sock"
+        self.controlSocket = directory + "/control.sock"
     }
 
     public var name: String { spec.name }

@@ -9,8 +9,8 @@ public struct GuestSpec: Sendable {
     public var maxVCPUs: Int?
     /// Start with the vCPUs stopped (`-S`) and no kernel: a cheap guest for scale runs.
     public var paused = false
-    /// Disks, each a qcow2 image of this virtual size in MiB (virtio-blk, ids drive0, drive1...).
-    public var disksMiB: [Int] = [256]
+    /// Disks (virtio-blk, drive ids drive0, drive1..., device ids disk0, disk1...).
+    public var disks: [DiskSpec] = [DiskSpec()]
     /// Ask QEMU for `timed_stats` over these intervals (seconds), through `-drive stats-intervals`.
     public var statsIntervals: [Int] = []
     public var balloon = true
@@ -23,5 +23,24 @@ public struct GuestSpec: Sendable {
 
     public init(name: String) {
         self.name = name
+    }
+}
+
+/// One test disk.
+public struct DiskSpec: Sendable {
+    public var sizeMiB = 256
+    /// `qcow2` or `raw`.
+    public var format = "qcow2"
+    /// An existing image to attach instead of creating one (a restarted VM keeps its disk).
+    public var existingImage: String?
+    /// The text of a blkdebug configuration: the image is attached through QEMU's
+    /// error-injecting `blkdebug` driver.
+    public var blkdebug: String?
+    /// Extra `-drive` options, e.g. `werror=report,rerror=report`.
+    public var driveOptions: String?
+
+    public init(sizeMiB: Int = 256, format: String = "qcow2") {
+        self.sizeMiB = sizeMiB
+        self.format = format
     }
 }

@@ -8,6 +8,8 @@ enum QEMUCommandLine {
             "-nodefaults", "-no-user-config", "-display", "none",
             "-daemonize", "-pidfile", guest.pidFile,
             "-qmp", "unix:\(guest.socketPath),server=on,wait=off",
+            // A second monitor for the test itself (vmpulse holds the first).
+            "-qmp", "unix:\(guest.controlSocket),server=on,wait=off",
         ]
         if spec.paused {
             args.append("-S")
@@ -22,7 +24,10 @@ enum QEMUCommandLine {
             ]
         }
         for (i, disk) in guest.disks.enumerated() {
-            var drive = "file=\(disk),if=none,id=drive\(i),format=qcow2"
+            let d = spec.disks[i]
+            let file = d.blkdebug == nil ? disk : "blkdebug:\(guest.directory)/blkdebug\(i).conf:\(disk)"
+            var drive = "file=\(file),if=none,id=drive\(i),format=\(d.format)"
+            if let extra = d.driveOptions { drive += "," + extra }
             for (j, seconds) in spec.statsIntervals.enumerated() { drive += ",stats-intervals.\(j)=\(seconds)" }
             args += ["-drive", drive, "-device", "virtio-blk-pci,drive=drive\(i),id=disk\(i)"]
         }

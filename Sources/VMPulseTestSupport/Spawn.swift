@@ -26,7 +26,23 @@ public enum Spawn {
 
     /// Runs a program, timing it and reading its peak memory with wait4.
     public static func measure(_ program: String, _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws -> Measurement {
-        let start = ContinuousClock.now
+        let began = ContinuousClock.now
+        let pid = try Spawn.start(program, arguments, outputPath: outputPath, errorPath: errorPath)
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 {
+            guard errno == EINTR else { throw TestBedError("wait4 for \(program) failed: \(String(cString: strerror(errno)))") }
+        }
+        let wall = ContinuousClock.now - began
+        let low = status & 0x7f
+        func duration(_ t: timeval) -> Duration { .seconds(t.tv_sec) + .microseconds(t.tv_usec) }
+        return Measurement(
+            status: low == 0 ? (status >> 8) & 0xff : 128 + low, wall: wall,
+            peakRSSBytes: usage.ru_maxrss * 1024, cpu: duration(usage.ru_utime) + duration(usage.ru_stime))
+    }
+
+    /// Starts a program in the background (output appended to `outputPath`) and returns its pid.
+    public static func start(_ program: String, _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -58,17 +74,15 @@ public enum Spawn {
         guard rc == 0 else {
             throw TestBedError("cannot start \(program): \(String(cString: strerror(rc)))")
         }
+        return pid
+    }
+
+    /// The exit status of a background child if it has exited (128 + signal when killed), else nil. Reaps it.
+    public static func exited(_ pid: pid_t) -> Int32? {
         var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 {
-            guard errno == EINTR else { throw TestBedError("wait4 for \(program) failed: \(String(cString: strerror(errno)))") }
-        }
-        let wall = ContinuousClock.now - start
+        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
         let low = status & 0x7f
-        func duration(_ t: timeval) -> Duration { .seconds(t.tv_sec) + .microseconds(t.tv_usec) }
-        return Measurement(
-            status: low == 0 ? (status >> 8) & 0xff : 128 + low, wall: wall,
-            peakRSSBytes: usage.ru_maxrss * 1024, cpu: duration(usage.ru_utime) + duration(usage.ru_stime))
+        return low == 0 ? (status >> 8) & 0xff : 128 + low
     }
 
     /// What a finished program printed.

@@ -73,10 +73,17 @@ public final class TestBed: @unchecked Sendable {
         let guestDir = directory + "/" + spec.name
         try FileManager.default.createDirectory(atPath: guestDir, withIntermediateDirectories: true)
         var disks: [String] = []
-        for (i, size) in spec.disksMiB.enumerated() {
-            let path = "\(guestDir)/disk\(i).qcow2"
-            try Self.run(Self.qemuImg, ["create", "-q", "-f", "qcow2", path, "\(size)M"])
+        for (i, disk) in spec.disks.enumerated() {
+            if let existing = disk.existingImage {
+                disks.append(existing)
+                continue
+            }
+            let path = "\(guestDir)/disk\(i).\(disk.format)"
+            try Self.run(Self.qemuImg, ["create", "-q", "-f", disk.format, path, "\(disk.sizeMiB)M"])
             disks.append(path)
+            if let conf = disk.blkdebug {
+                try conf.write(toFile: "\(guestDir)/blkdebug\(i).conf", atomically: true, encoding: .utf8)
+            }
         }
         let guest = Guest(spec: spec, directory: guestDir, socketPath: "\(socketDirectory)/\(spec.name).sock", disks: disks)
         try Self.run(Self.qemu, QEMUCommandLine.arguments(for: spec, guest: guest, images: imageDirectory))

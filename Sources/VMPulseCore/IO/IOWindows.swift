@@ -40,13 +40,14 @@ public struct IOWindows: Sendable {
         }
     }
 
-    /// The sample a window of `seconds` starts from: the newest at least that old, or the oldest there is.
-    func base(forWindow seconds: Double) -> IOSample? {
+    /// The sample a window of `seconds` starts from: the newest at least that old (among
+    /// those `usable`), or the oldest usable one there is.
+    func base(forWindow seconds: Double, where usable: (IOSample) -> Bool = { _ in true }) -> IOSample? {
         guard let latest = recent.last else { return nil }
         let cutoff = latest.time - seconds + 0.05  // sampling jitter: a sample 0.95 s old starts a 1 s window
-        if let s = recent.last(where: { $0.time <= cutoff }) { return s }
-        if let s = minutely.last(where: { $0.time <= cutoff }) { return s }
-        let oldest = [minutely.first, recent.first].compactMap { $0 }.min { $0.time < $1.time }
+        if let s = recent.last(where: { $0.time <= cutoff && usable($0) }) { return s }
+        if let s = minutely.last(where: { $0.time <= cutoff && usable($0) }) { return s }
+        let oldest = (minutely + recent).filter(usable).min { $0.time < $1.time }
         return oldest.flatMap { $0.time < latest.time ? $0 : nil }
     }
 
@@ -70,7 +71,9 @@ public struct IOWindows: Sendable {
             let ops = d[op.opsCounter]
             if ops > 0 { f.latencyAvgNs[op] = time / Double(ops) }
             if op != .flush { f.queueDepthAvg[op] = time / wallNs }
-            if let now = latest.histograms[op], let then = base.histograms[op], let h = now.delta(since: then) {
+            // Histograms may have been switched on after the window's start: start from the first sample that has one.
+            let histogramBase = base.histograms[op] != nil ? base : self.base(forWindow: seconds) { $0.histograms[op] != nil }
+            if let now = latest.histograms[op], let then = histogramBase?.histograms[op], let h = now.delta(since: then) {
                 f.latencyP50Ns[op] = h.quantile(0.50)
                 f.latencyP99Ns[op] = h.quantile(0.99)
             }

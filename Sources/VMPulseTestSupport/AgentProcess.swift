@@ -1,0 +1,156 @@
+import Foundation
+import Glibc
+import VMPulseCore
+
+/// A real `vmpulse agent` process for end-to-end tests, on a port of its own.
+public final class AgentProcess: @unchecked Sendable {
+    // @unchecked: `pid` is written by start/kill from the test's one task.
+    public let binary: String
+    public let configPath: String
+    public let dataDirectory: String
+    public let port: Int
+    public let log: String
+    public private(set) var pid: pid_t = 0
+
+    /// Writes a configuration file (`extraYAML` is appended to it) and starts the agent.
+    public init(socketDirectory: String, dataDirectory: String, directory: String, interval: Double = 0.5,
+                flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "") throws {
+        binary = Spawn.builtProduct("vmpulse")
+        self.dataDirectory = dataDirectory
+        port = Int.random(in: 20_000...60_000)
+        configPath = directory + "/agent.yaml"
+        log = directory + "/agent.log"
+        let yaml = """
+            socket_dir: \(socketDirectory)
+            data_dir: \(dataDirectory)
+            listen: 127.0.0.1:\(port)
+            sampler:
+              interval: \(interval)
+              full_interval: \(fullInterval)
+            ledger:
+              flush_interval: \(flushInterval)
+            \(extraYAML)
+            """
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        try start()
+    }
+
+    public var address: String { "127.0.0.1:\(port)" }
+
+    public func start() throws {
+        pid = try Spawn.start(binary, ["agent", "--config", configPath], outputPath: log)
+    }
+
+    /// Waits until the agent answers `/v1/health` (with any status).
+    public func waitReady(timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let code = Spawn.exited(pid) { throw TestBedError("the agent exited (\(code)) at start: \(logText.suffix(2000))") }
+            if (try? HTTPGet.fetch(port: port, path: "/v1/health")) != nil { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestBedError("the agent did not answer within \(timeout): \(logText.suffix(2000))")
+    }
+
+    public var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    public func health() throws -> (status: Int, body: JSONValue) {
+        let r = try HTTPGet.fetch(port: port, path: "/v1/health")
+        return (r.status, try JSONParser.parse(Array(r.body.utf8)))
+    }
+
+    /// SIGTERM and wait for the graceful exit; returns its status.
+    @discardableResult
+    public func stop(timeout: Duration = .seconds(20)) async throws -> Int32 {
+        guard pid > 0 else { return 0 }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let code = Spawn.exited(pid) {
+                pid = 0
+                return code
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        kill(pid, SIGKILL)
+        _ = Spawn.exited(pid)
+        throw TestBedError("the agent did not stop within \(timeout) after SIGTERM")
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    public func killHard() async throws {
+        guard pid > 0 else { return }
+        kill(pid, SIGKILL)
+        for _ in 0..<100 {
+            if Spawn.exited(pid) != nil { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        pid = 0
+    }
+
+    deinit {
+        if pid > 0 {
+            kill(pid, SIGKILL)
+            _ = Spawn.exited(pid)
+        }
+    }
+}
+
+/// A blocking HTTP/1.1 GET on loopback for tests (Connection: close, read to the end).
+public enum HTTPGet {
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: String
+    }
+
+    public static func fetch(port: Int, path: String) throws -> Response {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestBedError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw TestBedError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { break }
+            data += chunk[0..<n]
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else { throw TestBedError("not an HTTP answer: \(text.prefix(200))") }
+        let head = text[..<split.lowerBound].components(separatedBy: "\r\n")
+        guard let statusLine = head.first, statusLine.hasPrefix("HTTP/1.1 "), let status = Int(statusLine.dropFirst(9).prefix(3)) else {
+            throw TestBedError("bad status line: \(head.first ?? "")")
+        }
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            if let colon = line.firstIndex(of: ":") {
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        var body = String(text[split.upperBound...])
+        if headers["transfer-encoding"] == "chunked" { body = dechunk(body) }
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    static func dechunk(_ s: String) -> String {
+        var out = ""
+        var rest = Substring(s)
+        while let lineEnd = rest.range(of: "\r\n"), let size = Int(rest[..<lineEnd.lowerBound], radix: 16), size > 0 {
+            let start = lineEnd.upperBound
+            let bytes = Array(rest[start...].utf8)
+            out += String(decoding: bytes.prefix(size), as: UTF8.self)
+            rest = Substring(String(decoding: bytes.dropFirst(size + 2), as: UTF8.self))
+        }
+        return out
+    }
+}

@@ -1,0 +1,86 @@
+import Agent
+import Testing
+
+@Suite struct AgentConfigTests {
+    @Test func anEmptyFileMeansEveryDefault() throws {
+        #expect(try AgentConfig.parse(yaml: "") == AgentConfig())
+        #expect(try AgentConfig.parse(yaml: "# nothing but a comment\n") == AgentConfig())
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let c = try AgentConfig.parse(yaml: """
+            socket_dir: /srv/qmp
+            data_dir: /srv/vmpulse
+            listen: 0.0.0.0:9800
+            sampler:
+              interval: 0.5
+              full_interval: 30
+              timeout: 1.5
+              balloon_stats_period: 10
+            io:
+              latency_histograms: false
+              histogram_boundaries_us: [100, 1000, 10000]
+            ledger:
+              period: 900
+              flush_interval: 5
+              sample_retention: 3600
+            """)
+        var expected = AgentConfig()
+        expected.socketDirectory = "/srv/qmp"
+        expected.dataDirectory = "/srv/vmpulse"
+        expected.listen = "0.0.0.0:9800"
+        expected.interval = 0.5
+        expected.fullInterval = 30
+        expected.timeout = 1.5
+        expected.balloonStatsPeriod = 10
+        expected.latencyHistograms = false
+        expected.histogramBoundariesUs = [100, 1000, 10000]
+        expected.period = 900
+        expected.flushInterval = 5
+        expected.sampleRetention = 3600
+        #expect(c == expected)
+        #expect(c.ledgerPath == "/srv/vmpulse/ledger.sqlite")
+        #expect(try c.listenAddress() == ("0.0.0.0", 9800))
+    }
+
+    @Test(arguments: [
+        ("colour: blue", "colour", "unknown key"),
+        ("sampler:\n  intervall: 2", "sampler.intervall", "unknown key"),
+        ("sampler:\n  interval: fast", "sampler.interval", "expected a number"),
+        ("sampler:\n  interval: true", "sampler.interval", "expected a number"),
+        ("ledger:\n  period: 1.5", "ledger.period", "expected an integer"),
+        ("io:\n  latency_histograms: maybe", "io.latency_histograms", "expected true or false"),
+        ("io:\n  histogram_boundaries_us: 5", "io.histogram_boundaries_us", "expected a list"),
+        ("io:\n  histogram_boundaries_us: [5, 3]", "io.histogram_boundaries_us", "increasing"),
+        ("sampler: 3", "sampler", "expected a mapping"),
+        ("listen: nowhere", "listen", "not HOST:PORT"),
+        ("listen: 127.0.0.1:70000", "listen", "not HOST:PORT"),
+        ("sampler:\n  interval: 0", "sampler.interval", "between 0.1 and 3600"),
+        ("sampler:\n  interval: 20\n  full_interval: 10", "sampler.full_interval", "at least sampler.interval"),
+        ("ledger:\n  period: 10", "ledger.period", "between 60"),
+        ("ledger:\n  flush_interval: 99999", "ledger.flush_interval", "between 0.1 and ledger.period"),
+        ("socket_dir: [a, b]", "socket_dir", "expected text"),
+    ])
+    func badFilesNameTheKey(yaml: String, key: String, message: String) {
+        do {
+            _ = try AgentConfig.parse(yaml: yaml)
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect(error.key == key, "\(error)")
+            #expect(error.message.contains(message), "\(error)")
+        }
+    }
+
+    @Test func brokenYAMLIsAnError() {
+        #expect(throws: ConfigError.self) { try AgentConfig.parse(yaml: "sampler:\n  interval: [1, 2\n") }
+    }
+
+    @Test func aMissingFileIsAnErrorNamingIt() {
+        do {
+            _ = try AgentConfig.load(file: "/nonexistent/vmpulse.yaml")
+            Issue.record("loaded a missing file")
+        } catch {
+            #expect(error.description.hasPrefix("/nonexistent/vmpulse.yaml: "))
+        }
+    }
+}
