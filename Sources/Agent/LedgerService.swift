@@ -67,7 +67,10 @@ public final class LedgerService: Service, Sendable {
             group.cancelAll()
         }
         await keeper.flush(into: status)
-        logger.info("ledger flushed and closed")
+        logger.info("ledger flushed")
+        // The service group stops services one at a time, in reverse order: wait for
+        // our turn, or it takes an early return for a failure.
+        try? await gracefulShutdown()
     }
 }
 

@@ -121,4 +121,24 @@ import VMPulseTestSupport
         #expect(gaps.stdout.contains("a new QEMU process"))
         try await agent.stop()
     }
+
+    @Test func sigtermWritesEverythingPendingBeforeTheAgentExits() async throws {
+        let bed = try TestBed(prefix: "term")
+        defer { bed.shutdown() }
+        // A flush interval longer than the test: only the shutdown's own flush can write.
+        let agent = try AgentProcess(socketDirectory: bed.socketDirectory, dataDirectory: bed.directory + "/data",
+                                     directory: bed.directory, flushInterval: 600)
+        try await agent.waitReady()
+        let guest = try bed.launch(GuestSpec(name: "term"))
+        try await guest.waitReady()
+        let shell = try await guest.shell()
+        try await shell.check("dd if=/dev/zero of=/dev/vda bs=1M count=8 oflag=direct")
+        await shell.close()
+        try await Task.sleep(for: .seconds(2))  // sampled, not yet written
+        let code = try await agent.stop()
+        #expect(code == 0, "the agent exited \(code): \(agent.logText.suffix(2000))")
+        let ledger = try LedgerReading.exported(dataDir: agent.dataDirectory, vm: "term")
+        #expect(ledger == (try await LedgerReading.qemu(guest).counters))
+        #expect(ledger[.writeBytes] >= 8 * Self.mib)
+    }
 }
