@@ -1,7 +1,7 @@
 # vmpulse: the two commands a new user needs are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: setup build test demo bench clean
+.PHONY: setup build test demo bench bench-agent clean
 
 ## setup: install QEMU and friends if missing, build the test guest
 setup:
@@ -28,6 +28,11 @@ bench:
 	scripts/setup.sh --libvirt
 	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/StatsBenchmark --guests $${N:-50}
+
+## bench-agent: the agent's CPU and memory with 100 paused and 3 busy guests
+bench-agent: setup
+	$(SWIFT) build -c release --static-swift-stdlib
+	.build/release/AgentBenchmark --paused $${PAUSED:-100} --busy $${BUSY:-3}
 
 clean:
 	rm -rf .build .testbed

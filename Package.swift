@@ -114,6 +114,15 @@ let package = Package(
             path: "Benchmarks/StatsBenchmark",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "AgentBenchmark",
+            dependencies: [
+                "VMPulseTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/AgentBenchmark",
+            swiftSettings: strict
+        ),
         .testTarget(name: "VMPulseCoreTests", dependencies: ["VMPulseCore"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),

@@ -24,25 +24,33 @@ public final class SamplerService: Service, Sendable {
         self.logger = logger
     }
 
-    private let samplers = Mutex<[String: Task<Void, Never>]>([:])
+    private let samplers = Mutex<[String: VMSampler]>([:])
+    /// VMs whose pass is still running: their tick is skipped, nobody else waits.
+    private let busy = Mutex<Set<String>>([])
+    private let passes = Mutex<[String: Task<Void, Never>]>([:])
 
     public func run() async throws {
         let clock = ContinuousClock()
+        let tick = Duration.milliseconds(Int64(config.interval * 1000))
         await cancelWhenGracefulShutdown { [self] in
+            var next = clock.now
             while !Task.isCancelled {
                 await discover()
-                try? await clock.sleep(for: .milliseconds(Int64(config.interval * 1000)))
+                startPasses()
+                next = next.advanced(by: tick)
+                if next < clock.now { next = clock.now.advanced(by: tick) }
+                do { try await clock.sleep(until: next) } catch { return }
             }
         }
-        let all = samplers.withLock { s in defer { s = [:] }; return s }
-        for task in all.values { task.cancel() }
-        for task in all.values { await task.value }
+        let running = passes.withLock { p in defer { p = [:] }; return p }
+        for task in running.values { task.cancel() }
+        for task in running.values { await task.value }
         await backend.close()
         observations.finish()
         logger.info("sampler stopped")
     }
 
-    /// Starts a sampler for each new socket and stops those whose socket is gone.
+    /// Keeps one sampler per socket.
     private func discover() async {
         do throws(BackendError) {
             try await backend.refresh()
@@ -52,21 +60,29 @@ public final class SamplerService: Service, Sendable {
             hostError.withLock { $0 = error.message }
         }
         let present = Set(await backend.socketPaths)
-        let running = samplers.withLock { $0 }
-        for path in present where running[path] == nil {
-            let sampler = VMSampler(socketPath: path, backend: backend, config: config, store: store, observations: observations, logger: logger)
-            samplers.withLock {
-                $0[path] = Task { [self] in
-                    await sampler.run()
-                    // The VM is gone (or the task was stopped): a socket that comes back gets a new sampler.
-                    _ = samplers.withLock { $0.removeValue(forKey: path) }
-                }
+        samplers.withLock { all in
+            for path in present where all[path] == nil {
+                all[path] = VMSampler(socketPath: path, backend: backend, config: config, store: store, observations: observations, logger: logger)
+            }
+            for path in all.keys where !present.contains(path) {
+                all.removeValue(forKey: path)
+                store.remove(socketPath: path)
             }
         }
-        for (path, task) in running where !present.contains(path) {
-            task.cancel()
-            samplers.withLock { _ = $0.removeValue(forKey: path) }
-            store.remove(socketPath: path)
+    }
+
+    /// Starts a pass for every VM that is not still in its previous one.
+    private func startPasses() {
+        let all = samplers.withLock { $0 }
+        for (path, sampler) in all {
+            guard busy.withLock({ $0.insert(path).inserted }) else { continue }
+            let task = Task { [self] in
+                let alive = await sampler.pass()
+                if !alive { _ = samplers.withLock { $0.removeValue(forKey: path) } }
+                _ = busy.withLock { $0.remove(path) }
+                _ = passes.withLock { $0.removeValue(forKey: path) }
+            }
+            passes.withLock { $0[path] = task }
         }
     }
 }

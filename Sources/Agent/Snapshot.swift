@@ -1,30 +1,52 @@
+import Hypervisor
 import Synchronization
 import VMPulseCore
 
-/// One VM as the agent last saw it. Immutable: readers take it as it is.
+/// One VM as the agent last saw it. Immutable, and cheap to publish every second:
+/// it holds the readings (copy-on-write arrays) and renders the record's keys only
+/// when somebody asks, which is far rarer than sampling.
 public struct VMSnapshot: Sendable {
     public var socketPath: String
     public var name: String
     public var uuid: String
-    /// The record: every group from the last full pass, `io` from the last I/O pass.
-    public var params: [StatsParam]
+    /// Every group but `io`, from the last full pass.
+    public var full: [StatsParam]
+    /// The last I/O pass's disks and their windows.
+    public var disks: [DiskIOReading]
+    public var windows: [String: IOWindows]
+    /// Whether the last I/O pass was answered.
+    public var responsive: Bool
     public var errors: [String]
     /// Monotonic seconds when the VM last answered; nil if it never has.
     public var lastAnswer: Double?
 
-    public init(socketPath: String, name: String, uuid: String, params: [StatsParam], errors: [String], lastAnswer: Double?) {
+    public init(socketPath: String, name: String, uuid: String, full: [StatsParam], disks: [DiskIOReading] = [],
+                windows: [String: IOWindows] = [:], responsive: Bool, errors: [String], lastAnswer: Double?) {
         self.socketPath = socketPath
         self.name = name
         self.uuid = uuid
-        self.params = params
+        self.full = full
+        self.disks = disks
+        self.windows = windows
+        self.responsive = responsive
         self.errors = errors
         self.lastAnswer = lastAnswer
+    }
+
+    /// Every key of the record: the full pass's groups, `state.monitor-response` from the
+    /// last I/O pass, then `io`.
+    public var params: [StatsParam] {
+        var params = full.filter { $0.key != MonitorResponse.key }
+        let response = StatsParam(MonitorResponse.key, .int(responsive ? MonitorResponse.responsive : MonitorResponse.unresponsive))
+        params.insert(response, at: params.firstIndex { !$0.key.hasPrefix("state.") } ?? params.endIndex)
+        if responsive || !disks.isEmpty { params += IOParams.params(disks: disks, windows: windows) }
+        return params
     }
 
     /// The record served at monotonic time `now`, keeping only `groups`.
     public func record(groups: Set<StatsGroup>, now: Double) -> StatsRecord {
         let prefixes = groups.map { $0.keyPrefix + "." }
-        let kept = params.filter { p in p.key == "state.monitor-response" || prefixes.contains { p.key.hasPrefix($0) } }
+        let kept = params.filter { p in p.key == MonitorResponse.key || prefixes.contains { p.key.hasPrefix($0) } }
         return StatsRecord(name: name, uuid: uuid, params: kept, errors: errors, source: "agent",
                            statsAge: lastAnswer.map { max(0, now - $0) })
     }

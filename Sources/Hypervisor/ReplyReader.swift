@@ -6,13 +6,26 @@ import VMPulseCore
 struct ReplyReader {
     let command: String
     let value: JSONValue
-    let path: String
+    /// The parent's path, and this value's place in it: the path string is built only
+    /// when an error needs it (replies are read every second for every VM).
+    private let base: String
+    private let index: Int?
 
     init(command: String, value: JSONValue, path: String = "return") {
         self.command = command
         self.value = value
-        self.path = path
+        self.base = path
+        self.index = nil
     }
+
+    private init(command: String, value: JSONValue, base: String, index: Int) {
+        self.command = command
+        self.value = value
+        self.base = base
+        self.index = index
+    }
+
+    var path: String { index.map { "\(base)[\($0)]" } ?? base }
 
     private func mismatch(_ at: String, expected: String, got: JSONValue?) -> QMPError {
         .unexpectedReply(command: command, detail: "\(at): expected \(expected), got \(got?.kindName ?? "nothing")")
@@ -20,7 +33,8 @@ struct ReplyReader {
 
     func array() throws(QMPError) -> [ReplyReader] {
         guard let items = value.arrayValue else { throw mismatch(path, expected: "an array", got: value) }
-        return items.enumerated().map { ReplyReader(command: command, value: $1, path: "\(path)[\($0)]") }
+        let here = path
+        return items.enumerated().map { ReplyReader(command: command, value: $1, base: here, index: $0) }
     }
 
     func object() throws(QMPError) -> ReplyReader {
@@ -74,6 +88,18 @@ struct ReplyReader {
     func bool(_ key: String) throws(QMPError) -> Bool {
         guard let v = value[key]?.boolValue else { throw mismatch("\(path).\(key)", expected: "a boolean", got: value[key]) }
         return v
+    }
+
+    /// An array of non-negative integers (histogram bins), read without a reader per element.
+    func uintArray() throws(QMPError) -> [UInt64] {
+        guard let items = value.arrayValue else { throw mismatch(path, expected: "an array", got: value) }
+        var result: [UInt64] = []
+        result.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            guard let v = item.uint64Value else { throw mismatch("\(path)[\(i)]", expected: "a non-negative integer", got: item) }
+            result.append(v)
+        }
+        return result
     }
 
     func uintValue() throws(QMPError) -> UInt64 {

@@ -123,3 +123,33 @@ import VMPulseCore
         #expect(me.id.hasPrefix("\(getpid())@"))
     }
 }
+
+@Suite struct IOGroupParsingTests {
+    func stats(_ histogram: JSONValue) -> ReplyReader {
+        ReplyReader(command: "query-blockstats", value: ["wr_latency_histogram": histogram], path: "return[0].stats")
+    }
+
+    @Test func readsHistograms() throws {
+        let h = try IOGroup.histograms(stats(["boundaries": [10, 20], "bins": [1, 2, 3]]))
+        #expect(h[.write] == LatencyHistogram(boundaries: [10, 20], bins: [1, 2, 3]))
+        #expect(h[.read] == nil)
+    }
+
+    @Test func refusesMalformedHistograms() {
+        #expect(throws: QMPError.self) { try IOGroup.histograms(stats(["boundaries": [10], "bins": [1, 2, 3]])) }
+        #expect(throws: QMPError.unexpectedReply(command: "query-blockstats", detail: "return[0].stats.wr_latency_histogram.bins[1]: expected a non-negative integer, got a string")) {
+            try IOGroup.histograms(stats(["boundaries": [10], "bins": [1, "x"]]))
+        }
+        #expect(throws: QMPError.self) { try IOGroup.histograms(stats(["bins": [1]])) }
+    }
+
+    @Test func missingRequiredCountersAreErrorsAndOptionalOnesZero() throws {
+        var members: [String: JSONValue] = [:]
+        for c in IOCounter.allCases { members[c.qemuName] = 5 }
+        members["invalid_wr_operations"] = nil
+        let c = try IOGroup.counters(ReplyReader(command: "query-blockstats", value: .object(members)))
+        #expect(c[.invalidWriteIOs] == 0 && c[.writeBytes] == 5)
+        members["wr_bytes"] = nil
+        #expect(throws: QMPError.self) { try IOGroup.counters(ReplyReader(command: "query-blockstats", value: .object(members))) }
+    }
+}

@@ -22,14 +22,12 @@ public enum IOGroup {
         var result: [IOOperation: LatencyHistogram] = [:]
         for (op, member) in [(IOOperation.read, "rd_latency_histogram"), (.write, "wr_latency_histogram"), (.flush, "flush_latency_histogram")] {
             guard let h = stats.optionalMember(member) else { continue }
-            let boundaries = try h.member("boundaries").array()
-            let bins = try h.member("bins").array()
+            let boundaries = try h.member("boundaries").uintArray()
+            let bins = try h.member("bins").uintArray()
             guard bins.count == boundaries.count + 1 else {
                 throw .unexpectedReply(command: "query-blockstats", detail: "\(h.path): \(bins.count) bins for \(boundaries.count) boundaries")
             }
-            result[op] = LatencyHistogram(
-                boundaries: try boundaries.map { (b) throws(QMPError) in try b.uintValue() },
-                bins: try bins.map { (b) throws(QMPError) in try b.uintValue() })
+            result[op] = LatencyHistogram(boundaries: boundaries, bins: bins)
         }
         return result
     }

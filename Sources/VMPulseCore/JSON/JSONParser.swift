@@ -155,13 +155,26 @@ public struct JSONParser {
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             guard index > expStart else { throw fail("an exponent needs digits") }
         }
+        if isInteger, let v = integer(digits: digitsStart..<index, negative: digitsStart > start) { return v }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if isInteger {
-            if let v = Int64(text) { return .int(v) }
-            if let v = UInt64(text) { return .uint(v) }
-        }
         guard let d = Double(text), d.isFinite else { throw fail("number out of range") }
         return .double(d)
+    }
+
+    /// An integer straight from its digits (QMP replies are mostly integers: no String on the way).
+    /// Nil when it does not fit 64 bits, so the caller falls back to a Double.
+    private func integer(digits: Range<Int>, negative: Bool) -> JSONValue? {
+        var magnitude: UInt64 = 0
+        for i in digits {
+            let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(UInt64(bytes[i] - UInt8(ascii: "0")))
+            if o1 || o2 { return nil }
+            magnitude = sum
+        }
+        if !negative { return magnitude <= UInt64(Int64.max) ? .int(Int64(magnitude)) : .uint(magnitude) }
+        if magnitude <= UInt64(Int64.max) { return .int(-Int64(magnitude)) }
+        if magnitude == UInt64(Int64.max) + 1 { return .int(Int64.min) }
+        return nil
     }
 
     private mutating func parseString() throws(JSONParseError) -> String {
