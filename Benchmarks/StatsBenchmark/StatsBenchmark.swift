@@ -55,7 +55,24 @@ struct StatsBenchmark: AsyncParsableCommand {
         for c in commands {
             for _ in 0..<3 { rss[c.label] = max(rss[c.label] ?? 0, try Spawn.peakRSS(c.program, c.arguments)) }
         }
-        report(samples, rss: rss, pairs: [(vmpulseAll, virshAll), (vmpulseBlock, virshBlock)])
+
+        // The same question answered by a running agent, from its snapshot. (It runs only
+        // now: while it holds the monitors, direct collection cannot get through.)
+        let agent = try AgentProcess(socketDirectory: bed.socketDirectory, dataDirectory: bed.directory + "/data",
+                                     directory: bed.directory, interval: 1, flushInterval: 10, fullInterval: 15)
+        try await agent.waitReady()
+        try await Task.sleep(for: .seconds(3))
+        let viaAgent = Command(label: "vmpulse stats --json (agent running)", program: vmpulse, arguments: ["stats", "--json", "--agent", agent.address])
+        let seen = try Spawn.capture(viaAgent.program, viaAgent.arguments).stdout.components(separatedBy: "\"source\": \"agent\"").count - 1
+        guard seen == guests else { throw TestBedError("the agent served \(seen) records, expected \(guests)") }
+        for _ in 0..<2 { _ = try viaAgent.measure() }
+        for _ in 0..<runs {
+            samples[viaAgent.label, default: []].append(try viaAgent.measure())
+            samples[virshAll.label, default: []].append(try virshAll.measure())
+        }
+        rss[viaAgent.label] = try Spawn.peakRSS(viaAgent.program, viaAgent.arguments)
+        try await agent.stop()
+        report(samples, rss: rss, pairs: [(vmpulseAll, virshAll), (vmpulseBlock, virshBlock), (viaAgent, virshAll)])
     }
 
     struct Command {
@@ -96,8 +113,9 @@ struct StatsBenchmark: AsyncParsableCommand {
         print("\n\(guests) paused guests per side, \(runs) runs each (medians; whole process, wall time)\n")
         print("| command | median ms | min ms | max ms | ms per VM | peak RSS MiB (of 3 runs under /usr/bin/time) |")
         print("|---|---|---|---|---|---|")
+        var printed: Set<String> = []
         for (a, b) in pairs {
-            for c in [a, b] {
+            for c in [a, b] where printed.insert(c.label).inserted {
                 let walls = (samples[c.label] ?? []).map { ms($0.wall) }
                 let rss = rss[c.label] ?? 0
                 print("| \(c.label) | \(f(median(walls))) | \(f(walls.min() ?? 0)) | \(f(walls.max() ?? 0)) | \(String(format: "%.2f", median(walls) / Double(guests))) | \(f(Double(rss) / 1_048_576)) |")
