@@ -29,17 +29,22 @@ import VMPulseTestSupport
 
         let out = try Spawn.capture(LedgerReading.vmpulse, ["stats", "--agent", agent.address, "--json", "--group", "io", "timed"])
         let record = try #require(try StatsFormat.parseJSON(Array(out.stdout.utf8)).first)
-        guard case .double(let ours)? = record["io.0.write_latency_avg_ns.1m"], case .double(let ourDepth)? = record["io.0.write_queue_depth_avg.1m"] else {
+        guard case .double(let ours)? = record["io.0.write_latency_avg_ns.1m"], case .double(let ourDepth)? = record["io.0.write_queue_depth_avg.1m"],
+              case .double(let ourWindow)? = record["io.0.window_seconds.1m"]
+        else {
             Issue.record("no 1m write windows: \(out.stdout)")
             return
         }
         print("write latency: vmpulse \(ours) ns, QEMU \(qemuLatency) ns; queue depth: vmpulse \(ourDepth), QEMU \(qemuDepth)")
         // Both are the mean of the same writes' latencies: within 1 %.
         #expect(abs(ours - qemuLatency) / qemuLatency < 0.01)
-        // Queue depth divides by each one's window length (vmpulse: the time it has
-        // watched, up to 60 s; QEMU: its own window), so only the order of magnitude is compared.
-        #expect(ourDepth > 0 && qemuDepth > 0)
-        #expect(ourDepth / qemuDepth < 10 && qemuDepth / ourDepth < 10)
+        // Queue depth is the same sum of latencies divided by each one's window: vmpulse's
+        // is window_seconds (what it has watched); QEMU keeps two windows staggered by half
+        // an interval, so its own covers from half an interval to two (30 to 120 s here).
+        // vmpulse's depth times its window, over QEMU's depth, is QEMU's window length.
+        let qemuWindow = ourDepth * ourWindow / qemuDepth
+        print("window: vmpulse \(ourWindow) s, QEMU (derived) \(qemuWindow) s")
+        #expect(qemuWindow >= 29 && qemuWindow <= 121, "QEMU's window would be \(qemuWindow) s")
         try await agent.stop()
     }
 }
