@@ -1,7 +1,7 @@
 # vmpulse: the two commands a new user needs are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: setup build test demo bench bench-agent clean
+.PHONY: setup build test demo bench bench-agent bench-thin clean
 
 ## setup: install QEMU and friends if missing, build the test guest
 setup:
@@ -33,6 +33,11 @@ bench:
 bench-agent: setup
 	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/AgentBenchmark --paused $${PAUSED:-100} --busy $${BUSY:-3}
+
+## bench-thin: thin-disk extension on the write-threshold event, beside polling every 2 s
+bench-thin: setup
+	$(SWIFT) build -c release --static-swift-stdlib
+	.build/release/ThinBenchmark
 
 clean:
 	rm -rf .build .testbed

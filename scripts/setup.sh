@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what vmpulse's tests, demo and benchmarks need on a Debian bookworm
 # host, and builds the test guest. Idempotent: installs only what is missing.
-#   scripts/setup.sh            QEMU, the guest image's sources, iproute2
+#   scripts/setup.sh            QEMU, the guest image's sources, iproute2, losetup (thin disks)
 #   scripts/setup.sh --libvirt  also libvirt (for the benchmark against virsh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev)
+packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev mount util-linux)
 if [ "${1:-}" = "--libvirt" ]; then
   packages+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients time)
 fi

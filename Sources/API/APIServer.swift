@@ -10,7 +10,7 @@ import VMPulseCore
 public enum APIServer {
     /// An application serving `/v1/stats` and `/v1/health` on `host:port`.
     public static func application(
-        host: String, port: Int, store: SnapshotStore, ledger: LedgerService, sampler: SamplerService, logger: Logger,
+        host: String, port: Int, store: SnapshotStore, ledger: LedgerService, sampler: SamplerService, thin: ThinStatusStore, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
@@ -19,8 +19,11 @@ public enum APIServer {
             let answer = StatsEndpoint.answer(
                 groups: q[values: "group"].map(String.init), vms: q[values: "vm"].map(String.init),
                 enforce: q["enforce"].map(String.init), format: q["format"].map(String.init),
-                snapshot: store.current(), now: MonotonicTime.now())
+                snapshot: store.current(), now: MonotonicTime.now(), thin: thin.params(vmName:vmUUID:))
             return response(answer)
+        }
+        router.get("/v1/thin") { _, _ -> Response in
+            response(ThinEndpoint.answer(thin.all()))
         }
         router.get("/v1/health") { _, _ -> Response in
             response(HealthEndpoint.answer(ledger: ledger.status, hostError: sampler.hostError.withLock { $0 }, vms: store.current().count))
@@ -54,5 +57,26 @@ public enum HealthEndpoint {
         var body: [String: JSONValue] = ["status": .string(degraded ? "degraded" : "ok"), "vms": .int(Int64(vms)), "ledger": .object(ledgerObject)]
         if let hostError { body["host_problem"] = .string(hostError) }
         return StatsEndpoint.Answer(status: degraded ? 503 : 200, contentType: "application/json", body: JSONText.serialize(.object(body)) + "\n")
+    }
+}
+
+/// `GET /v1/thin`: every configured thin disk with its recent event-to-mark cycles, as JSON.
+public enum ThinEndpoint {
+    public static func answer(_ disks: [ThinDiskStatus]) -> StatsEndpoint.Answer {
+        let items: [JSONValue] = disks.map { d in
+            var o: [String: JSONValue] = [
+                "disk": .string(d.label), "vm": .string(d.vm), "drive": .string(d.drive), "state": .string(d.state),
+                "threshold": .uint(d.mark), "physical": .uint(d.physical), "extensions": .int(Int64(d.extensions)),
+                "failures": .int(Int64(d.failures)), "pauses_recovered": .int(Int64(d.pausesRecovered)),
+                "recent_cycles_ms": .array(d.recentCyclesMs.map { .double($0) }),
+            ]
+            if let v = d.node { o["node"] = .string(v) }
+            if let v = d.reason { o["reason"] = .string(v) }
+            if let v = d.maximum { o["maximum"] = .uint(v) }
+            if let v = d.lastExtensionMs { o["last_extension_ms"] = .double(v) }
+            if let v = d.lastCycleMs { o["last_cycle_ms"] = .double(v) }
+            return .object(o)
+        }
+        return StatsEndpoint.Answer(status: 200, contentType: "application/json", body: JSONText.serialize(.array(items)) + "\n")
     }
 }

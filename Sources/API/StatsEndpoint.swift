@@ -18,9 +18,13 @@ public enum StatsEndpoint {
         public var headers: [String: String] = [:]
     }
 
-    public static let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .iothread]
+    public static let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .thin, .iothread]
 
-    public static func answer(groups: [String], vms: [String], enforce: String?, format: String?, snapshot: [VMSnapshot], now: Double) -> Answer {
+    /// - Parameter thin: the `thin` group of a VM (by name and UUID), from the thin-disk monitor.
+    public static func answer(
+        groups: [String], vms: [String], enforce: String?, format: String?, snapshot: [VMSnapshot], now: Double,
+        thin: (String, String) -> [StatsParam] = { _, _ in [] }
+    ) -> Answer {
         guard format == nil || format == "json" || format == "text" else {
             return failure(400, "format must be json or text, got '\(format ?? "")'")
         }
@@ -46,7 +50,9 @@ public enum StatsEndpoint {
                 return failure(404, "no VM named \(missing.joined(separator: ", ")) on this host")
             }
         }
-        let records = chosen.map { $0.record(groups: wanted, now: now) }
+        let records = chosen.map { vm in
+            vm.record(groups: wanted, now: now, extra: wanted.contains(.thin) ? thin(vm.name, vm.uuid) : [])
+        }
         var answer: Answer
         if format == "text" {
             answer = Answer(status: 200, contentType: "text/plain; charset=utf-8", body: StatsFormat.text(records))

@@ -26,6 +26,11 @@ public struct AgentConfig: Sendable, Equatable {
     public var flushInterval: Double = 10
     /// Seconds raw samples are kept.
     public var sampleRetention: Double = 172_800
+    /// Thin disks to extend on QEMU's write-threshold event.
+    public var thinDisks: [ThinDiskConfig] = []
+    /// Seconds between polls of the thin disks' allocation, instead of events (0: events only).
+    /// For QEMU builds without BLOCK_WRITE_THRESHOLD, and for comparison.
+    public var thinPollingInterval: Double = 0
 
     public init() {}
 
@@ -57,6 +62,7 @@ public struct AgentConfig: Sendable, Equatable {
         guard flushInterval >= 0.1 && flushInterval <= Double(period) else {
             throw ConfigError(key: "ledger.flush_interval", message: "must be between 0.1 and ledger.period (\(period)) seconds, got \(flushInterval)")
         }
+        guard thinPollingInterval >= 0 else { throw ConfigError(key: "thin.polling_interval", message: "must not be negative") }
         guard sampleRetention >= 0 else { throw ConfigError(key: "ledger.sample_retention", message: "must not be negative") }
         guard !histogramBoundariesUs.isEmpty, histogramBoundariesUs.count <= 64,
               zip(histogramBoundariesUs, histogramBoundariesUs.dropFirst()).allSatisfy({ $0 < $1 }), (histogramBoundariesUs.first ?? 0) > 0
@@ -123,7 +129,7 @@ struct ConfigReader {
     private func key(_ name: String) -> String { path.isEmpty ? name : path + "." + name }
 
     /// The mapping's entries, each key checked against `known`.
-    private func entries(known: Set<String>) throws(ConfigError) -> [(String, Node)] {
+    func entries(known: Set<String>) throws(ConfigError) -> [(String, Node)] {
         guard let mapping = node.mapping else { throw ConfigError(key: path, message: "expected a mapping of keys to values") }
         var result: [(String, Node)] = []
         for (k, v) in mapping {
@@ -137,12 +143,17 @@ struct ConfigReader {
     }
 
     mutating func read(into c: inout AgentConfig) throws(ConfigError) {
-        for (name, value) in try entries(known: ["socket_dir", "data_dir", "listen", "sampler", "io", "ledger"]) {
+        for (name, value) in try entries(known: ["socket_dir", "data_dir", "listen", "sampler", "io", "ledger", "thin_disks", "thin"]) {
             let k = key(name)
             switch name {
             case "socket_dir": c.socketDirectory = try Self.string(value, k)
             case "data_dir": c.dataDirectory = try Self.string(value, k)
             case "listen": c.listen = try Self.string(value, k)
+            case "thin_disks": c.thinDisks = try Self.thinDisks(value, k)
+            case "thin":
+                for (n, v) in try ConfigReader(node: value, path: k).entries(known: ["polling_interval"]) where n == "polling_interval" {
+                    c.thinPollingInterval = try Self.number(v, k + "." + n)
+                }
             case "sampler":
                 for (n, v) in try ConfigReader(node: value, path: k).entries(known: ["interval", "full_interval", "timeout", "balloon_stats_period"]) {
                     let kk = k + "." + n

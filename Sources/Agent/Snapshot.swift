@@ -43,10 +43,11 @@ public struct VMSnapshot: Sendable {
         return params
     }
 
-    /// The record served at monotonic time `now`, keeping only `groups`.
-    public func record(groups: Set<StatsGroup>, now: Double) -> StatsRecord {
+    /// The record served at monotonic time `now`, keeping only `groups`; `extra` are keys
+    /// other services keep (the `thin` group).
+    public func record(groups: Set<StatsGroup>, now: Double, extra: [StatsParam] = []) -> StatsRecord {
         let prefixes = groups.map { $0.keyPrefix + "." }
-        let kept = params.filter { p in p.key == MonitorResponse.key || prefixes.contains { p.key.hasPrefix($0) } }
+        let kept = (params + extra).filter { p in p.key == MonitorResponse.key || prefixes.contains { p.key.hasPrefix($0) } }
         return StatsRecord(name: name, uuid: uuid, params: kept, errors: errors, source: "agent",
                            statsAge: lastAnswer.map { max(0, now - $0) })
     }

@@ -12,6 +12,8 @@ public enum StatsGroup: String, Sendable, CaseIterable, Hashable, Comparable {
     case block
     /// vmpulse's own: every I/O counter of the accounting wishlist per disk, and (in the agent) their windows.
     case io
+    /// vmpulse's own: thin disks the agent extends (state, mark, extensions, pauses recovered).
+    case thin
     case iothread
     case perf
     case memory

@@ -45,12 +45,15 @@ struct AgentCommand: AsyncParsableCommand {
         let (observations, continuation) = AsyncStream<Observation>.makeStream(bufferingPolicy: .bufferingNewest(100_000))
         let sampler = SamplerService(backend: backend, config: settings, store: store, observations: continuation, logger: logger)
         let ledger = LedgerService(config: settings, observations: observations, logger: Logger(label: "vmpulse.ledger"))
-        let api = APIServer.application(host: host, port: port, store: store, ledger: ledger, sampler: sampler, logger: Logger(label: "vmpulse.api")) { bound in
+        let thin = ThinDiskMonitor(config: settings, backend: backend, logger: Logger(label: "vmpulse.thin"))
+        let api = APIServer.application(
+            host: host, port: port, store: store, ledger: ledger, sampler: sampler, thin: thin.status, logger: Logger(label: "vmpulse.api")
+        ) { bound in
             logger.info("vmpulse agent serving http://\(host):\(bound), sockets in \(settings.socketDirectory), ledger \(settings.ledgerPath)")
         }
-        // Shut down in reverse: the sampler stops first, then the ledger writes what is
-        // pending, then the API stops answering.
-        let services: [any Service] = [api, ledger, sampler]
+        // Shut down in reverse: the sampler stops first (closing the monitors), then the
+        // thin-disk monitor, then the ledger writes what is pending, then the API stops.
+        let services: [any Service] = [api, ledger, thin, sampler]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint],

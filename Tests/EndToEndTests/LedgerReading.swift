@@ -31,6 +31,14 @@ enum LedgerReading {
         return result
     }
 
+    /// QEMU's run state (`running`, `io-error`, ...), through the test's own monitor.
+    static func qemuStatus(_ guest: Guest) async throws -> String {
+        let client = try await QMPClient.connect(socketPath: guest.controlSocket)
+        let status = try await client.execute("query-status")["status"]?.stringValue ?? ""
+        await client.close()
+        return status
+    }
+
     /// The same on an open connection (a monitor serves one client at a time).
     static func qemu(_ client: QMPClient, drive: String = "drive0") async throws -> (counters: BlockCounters, raw: JSONValue) {
         let reply = try await client.execute("query-blockstats")

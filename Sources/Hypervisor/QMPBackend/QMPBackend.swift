@@ -29,10 +29,15 @@ public actor QMPBackend: HypervisorBackend {
     public nonisolated let options: Options
     private let logger: Logger
     private var machines: [String: QMPMachine] = [:]
+    private let eventSink: AsyncStream<MachineEvent>.Continuation
+    /// Every VM's connection events and QMP events, in arrival order. One consumer; when
+    /// nobody reads, the newest 4096 are kept.
+    public nonisolated let events: AsyncStream<MachineEvent>
 
     public init(options: Options = Options(), logger: Logger = Logger(label: "vmpulse.qmp")) {
         self.options = options
         self.logger = logger
+        (events, eventSink) = AsyncStream<MachineEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
     }
 
     /// What a directory scan changed.
@@ -49,7 +54,7 @@ public actor QMPBackend: HypervisorBackend {
         let added = sockets.filter { machines[$0] == nil }
         let removed = machines.keys.filter { !present.contains($0) }.sorted()
         for path in added {
-            machines[path] = QMPMachine(socketPath: path, options: options, logger: logger)
+            machines[path] = QMPMachine(socketPath: path, options: options, logger: logger, events: eventSink)
         }
         for path in removed {
             if let machine = machines.removeValue(forKey: path) { await machine.close() }
@@ -197,6 +202,18 @@ public actor QMPBackend: HypervisorBackend {
 
     private func drop(_ socketPath: String) async {
         if let machine = machines.removeValue(forKey: socketPath) { await machine.close() }
+    }
+
+    /// Runs a command on one VM's monitor.
+    public func execute(socketPath: String, _ command: String, arguments: [String: JSONValue]? = nil) async throws(QMPError) -> JSONValue {
+        guard let machine = machines[socketPath] else { throw .noListener(path: socketPath) }
+        return try await machine.execute(command, arguments: arguments, timeout: options.timeout)
+    }
+
+    /// One VM's name and UUID; nil when the VM is not known.
+    public func identity(socketPath: String) async -> (name: String, uuid: String)? {
+        guard let machine = machines[socketPath] else { return nil }
+        return await machine.identity(timeout: options.timeout)
     }
 
     /// Closes every monitor connection.

@@ -29,10 +29,13 @@ actor QMPMachine {
         case gone
     }
 
-    init(socketPath: String, options: QMPBackend.Options, logger: Logger) {
+    private let events: AsyncStream<MachineEvent>.Continuation
+
+    init(socketPath: String, options: QMPBackend.Options, logger: Logger, events: AsyncStream<MachineEvent>.Continuation) {
         self.socketPath = socketPath
         self.options = options
         self.logger = logger
+        self.events = events
     }
 
     /// The name to show before QEMU has told us its own.
@@ -195,6 +198,7 @@ actor QMPMachine {
             nodeFiles = [:]
             histogramsOn = []
             instance = fresh.peerPID.flatMap(ProcFS.instance(pid:))
+            forwardEvents(of: fresh)
             return .success(fresh)
         } catch {
             if case .noListener = error {
@@ -204,6 +208,34 @@ actor QMPMachine {
             }
             return .failure(error)
         }
+    }
+
+    /// Hands the connection's events on, bracketed by `connected` and `disconnected`.
+    private func forwardEvents(of client: QMPClient) {
+        let sink = events
+        let path = socketPath
+        sink.yield(MachineEvent(socketPath: path, kind: .connected))
+        Task {
+            for await event in client.events { sink.yield(MachineEvent(socketPath: path, kind: .qmp(event))) }
+            sink.yield(MachineEvent(socketPath: path, kind: .disconnected))
+        }
+    }
+
+    /// Runs one command on the VM's monitor (connecting if need be).
+    func execute(_ command: String, arguments: [String: JSONValue]?, timeout: Duration) async throws(QMPError) -> JSONValue {
+        let client = try await connected(timeout: timeout).get()
+        return try await client.execute(command, arguments: arguments, timeout: timeout)
+    }
+
+    /// The VM's name and UUID, asking QEMU when the command line did not say.
+    func identity(timeout: Duration) async -> (name: String, uuid: String) {
+        if let name, let uuid { return (name, uuid) }
+        if case .success(let client) = await connected(timeout: timeout), name == nil || uuid == nil {
+            let replies = await QMPReplies.run([Self.queryName, Self.queryUUID], on: client, timeout: timeout)
+            var ignored: [String] = []
+            learnIdentity(from: replies, errors: &ignored)
+        }
+        return (name ?? fallbackName, uuid ?? "")
     }
 
     /// What QEMU's command line says needs no monitor command: the name and UUID
@@ -246,7 +278,7 @@ actor QMPMachine {
         case .block: return BlockGroup.queries
         case .io: return [BlockGroup.stats, BlockGroup.nodes]
         case .iothread: return IOThreadGroup.queries
-        case .cpuTotal, .perf, .memory, .dirtyrate, .vm: return []
+        case .cpuTotal, .perf, .memory, .dirtyrate, .vm, .thin: return []
         }
     }
 
@@ -326,7 +358,7 @@ actor QMPMachine {
             return try IOThreadGroup.params(replies.reply(IOThreadGroup.queries[0]))
         case .io:
             return IOGroup.params(try BlockGroup.drives(blockstats: replies.reply(BlockGroup.stats), nodes: replies.reply(BlockGroup.nodes)))
-        case .perf, .memory, .dirtyrate, .vm:
+        case .perf, .memory, .dirtyrate, .vm, .thin:
             return []
         }
     }
