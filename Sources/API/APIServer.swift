@@ -66,11 +66,12 @@ public enum ThinEndpoint {
         let items: [JSONValue] = disks.map { d in
             var o: [String: JSONValue] = [
                 "disk": .string(d.label), "vm": .string(d.vm), "drive": .string(d.drive), "state": .string(d.state),
-                "threshold": .uint(d.mark), "physical": .uint(d.physical), "extensions": .int(Int64(d.extensions)),
-                "failures": .int(Int64(d.failures)), "pauses_recovered": .int(Int64(d.pausesRecovered)),
+                "physical": .uint(d.physical), "extensions": .int(Int64(d.extensions)),
+                "failures": .int(Int64(d.failures)), "pauses_recovered": .int(Int64(d.pausesRecovered)), "paused": .bool(d.pausedForSpace),
                 "recent_cycles_ms": .array(d.recentCyclesMs.map { .double($0) }),
             ]
             if let v = d.node { o["node"] = .string(v) }
+            if let v = d.mark { o["threshold"] = .uint(v) }
             if let v = d.reason { o["reason"] = .string(v) }
             if let v = d.maximum { o["maximum"] = .uint(v) }
             if let v = d.lastExtensionMs { o["last_extension_ms"] = .double(v) }

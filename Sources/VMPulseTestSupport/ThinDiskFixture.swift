@@ -31,6 +31,16 @@ public final class ThinDiskFixture: @unchecked Sendable {
         ]
     }
 
+    /// A guest whose only disk is this one.
+    public func guest(named name: String, paused: Bool = false) -> GuestSpec {
+        var spec = GuestSpec(name: name)
+        spec.paused = paused
+        spec.disks = []
+        spec.extraArguments = qemuArguments
+        return spec
+    }
+
+    /// The loop device's size now, in bytes (0 when it cannot be read).
     public var sizeBytes: UInt64 {
         let out = try? Spawn.capture("/sbin/blockdev", ["--getsize64", device])
         return UInt64(out?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0

@@ -1,29 +1,50 @@
 import Hypervisor
 import Logging
 import QMP
+import Synchronization
 import VMPulseCore
 
-/// One configured thin disk: binds to its VM when the VM's monitor connects, feeds
-/// events to its `ThinDiskMachine`, and performs what the machine decides (set the
-/// mark, extend, verify, re-arm, resume). An actor: one disk's events are handled one
-/// at a time, and an extension in flight absorbs any event that comes meanwhile.
+/// One configured thin disk. It runs in a task of its own and takes its inputs one at a
+/// time from a mailbox, so a slow or hanging extension holds up this disk only, and an
+/// event that comes during an extension waits its turn (the machine then absorbs it).
+/// It feeds inputs to its `ThinDiskMachine` and performs what the machine decides: read
+/// the disk, set the mark, extend, verify, resume the guest, retry later.
 actor ThinDisk {
-    let config: ThinDiskConfig
+    enum Input: Sendable {
+        /// The monitor of a VM this disk belongs to connected (agent start, VM start, QEMU restart).
+        case connected(socket: String, connection: Int, name: String, uuid: String)
+        case disconnected(socket: String, connection: Int)
+        /// BLOCK_WRITE_THRESHOLD on `node` of the VM behind `socket`.
+        case thresholdCrossed(socket: String, node: String?, at: Double)
+        /// BLOCK_IO_ERROR with nospace on `node` / `device` of the VM behind `socket`.
+        case pausedNoSpace(socket: String, node: String?, device: String, at: Double)
+        case retryDue
+        /// Polling mode: read the disk and act on what it says.
+        case poll
+    }
+
+    nonisolated let config: ThinDiskConfig
     private let extender: any DiskExtender
     private let backend: QMPBackend
     private let store: ThinStatusStore
     private let logger: Logger
     private let polling: Bool
+    private nonisolated let inbox: AsyncStream<Input>
+    private nonisolated let mailbox: AsyncStream<Input>.Continuation
+    private nonisolated let pollQueued = Mutex(false)
 
-    private var machine: ThinDiskMachine?
+    private var machine: ThinDiskMachine
     private var socket: String?
+    private var connection: Int?
     private var vmName: String?
     private var vmUUID: String?
     private var reading: ThinDiskReading?
+    /// When the event that started the current cycle arrived.
     private var eventArrived: Double?
-    private var extensionStarted: Double?
+    private var retry: Task<Void, Never>?
+    /// When `cont` was last sent (`MonotonicTime`); -inf before.
+    private var lastResume = -Double.infinity
     private var cycles: [Double] = []
-    private var unboundReason: String?
 
     init(config: ThinDiskConfig, extender: any DiskExtender, backend: QMPBackend, store: ThinStatusStore, logger: Logger, polling: Bool) {
         self.config = config
@@ -32,65 +53,77 @@ actor ThinDisk {
         self.store = store
         self.logger = logger
         self.polling = polling
+        let mib: UInt64 = 1 << 20
+        machine = ThinDiskMachine(policy: ThinPolicy(
+            chunk: UInt64(config.chunkMiB) * mib, utilizationPercent: UInt64(config.utilizationPercent),
+            maximum: config.maxSizeMiB.map { UInt64($0) * mib }))
+        (inbox, mailbox) = AsyncStream<Input>.makeStream()
     }
 
-    /// The socket of the VM this disk is bound to.
-    var boundSocket: String? { socket }
-
-    func matches(node: String?, device: String?) -> Bool {
-        guard let reading else { return false }
-        return (node != nil && (node == reading.node || node == reading.formatNode)) || (device != nil && !(device ?? "").isEmpty && device == reading.drive)
+    /// Hands the disk an input; never waits.
+    nonisolated func send(_ input: Input) {
+        if case .poll = input {
+            // A disk still busy with the last poll does not pile up more.
+            guard pollQueued.withLock({ queued in defer { queued = true }; return !queued }) else { return }
+        }
+        mailbox.yield(input)
     }
 
-    func bind(socket: String, name: String, uuid: String) async {
-        self.socket = socket
-        vmName = name
-        vmUUID = uuid
-        unboundReason = nil
-        logger.info("thin disk \(config.label): bound to \(name)")
-        await perform([.observe])
-    }
+    /// No more inputs: `run` returns once the current one is done.
+    nonisolated func finish() { mailbox.finish() }
 
-    func unbind() {
-        socket = nil
-        reading = nil
-        unboundReason = "the VM's monitor is not connected"
-        machine?.reset()
+    /// Handles inputs until `finish`.
+    func run() async {
         publish()
+        for await input in inbox { await handle(input) }
+        retry?.cancel()
     }
 
-    func thresholdCrossed(at time: Double) async {
-        if eventArrived == nil { eventArrived = time }
-        // In polling mode the mark is only a timestamp of the crossing, for comparison;
-        // the next poll acts on it.
-        guard !polling else { return }
-        await feed(.thresholdCrossed)
-    }
-
-    func pausedNoSpace(at time: Double) async {
-        if eventArrived == nil { eventArrived = time }  // a cycle runs from the first sign: the crossing, if it came
-        logger.warning("thin disk \(config.label): \(vmName ?? config.vm) paused, out of space")
-        await feed(.pausedNoSpace)
-    }
-
-    func tick() async {
-        guard socket != nil, case .backoff? = machine?.state else { return }
-        await feed(.tick)
-    }
-
-    /// Polling mode: read the allocation and act on it, as if nobody sent events.
-    func poll() async {
-        guard socket != nil else { return }
-        await perform([.observe])
+    private func handle(_ input: Input) async {
+        switch input {
+        case .connected(let socket, let connection, let name, let uuid):
+            if self.socket != socket { logger.info("thin disk \(config.label): bound to \(name) (\(socket))") }
+            self.socket = socket
+            self.connection = connection
+            vmName = name
+            vmUUID = uuid
+            reading = nil
+            eventArrived = nil
+            machine.reset()
+            await perform([.observe])
+        case .disconnected(let socket, let connection):
+            guard socket == self.socket, connection == self.connection else { return }
+            logger.info("thin disk \(config.label): \(vmName ?? config.vm) is gone; waiting for it")
+            self.socket = nil
+            reading = nil
+            eventArrived = nil
+            machine.reset()
+            publish()
+        case .thresholdCrossed(let socket, let node, let at):
+            guard socket == self.socket, let reading, node == reading.node || node == reading.formatNode else { return }
+            if eventArrived == nil { eventArrived = at }
+            // Polling mode keeps the event only as the time of the crossing, to measure
+            // how long polling takes to react; the next poll acts.
+            if !polling { await feed(.thresholdCrossed) }
+        case .pausedNoSpace(let socket, let node, let device, let at):
+            guard socket == self.socket, let reading,
+                  node == reading.formatNode || node == reading.node || (!device.isEmpty && device == reading.drive) else { return }
+            // One pause brings one event per failed request; those read before the last
+            // `cont` was sent belong to a pause already dealt with.
+            guard at > lastResume else { return }
+            if eventArrived == nil { eventArrived = at }
+            logger.warning("thin disk \(config.label): \(vmName ?? config.vm) paused, out of space on the device")
+            await feed(.pausedNoSpace)
+        case .retryDue:
+            await feed(.retryDue)
+        case .poll:
+            pollQueued.withLock { $0 = false }
+            if socket != nil { await perform([.observe]) }
+        }
     }
 
     private func feed(_ event: ThinDiskMachine.Event) async {
-        guard var m = machine else {
-            if case .thresholdCrossed = event { await perform([.observe]) }
-            return
-        }
-        let actions = m.handle(event, now: MonotonicTime.now())
-        machine = m
+        let actions = machine.handle(event, now: MonotonicTime.now())
         publish()
         await perform(actions)
     }
@@ -103,6 +136,7 @@ actor ThinDisk {
             case .clearMark: await setMark(0)
             case .extend(let size): await extend(to: size)
             case .resumeIfPausedOnIOError: await resume()
+            case .scheduleRetry(let at): scheduleRetry(at: at)
             }
         }
         publish()
@@ -119,7 +153,8 @@ actor ThinDisk {
         }
         guard let found else {
             let what = config.drive.map { "drive '\($0)'" } ?? "node '\(config.node ?? "")'"
-            await feedOrCreate(.unusable(reason: "\(vmName ?? config.vm) has no \(what)"), capacity: nil)
+            logger.error("thin disk \(config.label): \(vmName ?? config.vm) has no \(what); disabled until the VM restarts")
+            await feed(.unusable(reason: "\(vmName ?? config.vm) has no \(what)"))
             return
         }
         reading = found
@@ -127,27 +162,13 @@ actor ThinDisk {
         do throws(ExtenderError) {
             physical = try extender.currentSize()
         } catch {
-            await feedOrCreate(.observationFailed(reason: error.message), capacity: found.capacity)
+            await feed(.observationFailed(reason: error.message))
             return
         }
-        await feedOrCreate(.observed(physical: physical, allocation: found.allocation), capacity: found.capacity)
-    }
-
-    /// The machine needs the disk's maximum, which by default comes from its capacity.
-    private func feedOrCreate(_ event: ThinDiskMachine.Event, capacity: UInt64?) async {
-        if machine == nil {
-            let mib: UInt64 = 1 << 20
-            let maximum = config.maxSizeMiB.map { UInt64($0) * mib } ?? capacity.map { $0 + $0 / 10 }
-            guard let maximum else {
-                var m = ThinDiskMachine(policy: ThinPolicy(chunk: 1, utilizationPercent: 0, maximum: 0))
-                _ = m.handle(.unusable(reason: "the disk's capacity is unknown; set max_size_mib"), now: 0)
-                machine = m
-                publish()
-                return
-            }
-            machine = ThinDiskMachine(policy: ThinPolicy(chunk: UInt64(config.chunkMiB) * mib, utilizationPercent: UInt64(config.utilizationPercent), maximum: maximum))
+        if found.noSpace && !machine.pausedForSpace {
+            logger.warning("thin disk \(config.label): \(vmName ?? config.vm) is paused out of space on the device (QEMU's io-status)")
         }
-        await feed(event)
+        await feed(.observed(physical: physical, allocation: found.allocation, capacity: found.capacity, noSpace: found.noSpace))
     }
 
     private func setMark(_ mark: UInt64) async {
@@ -166,7 +187,10 @@ actor ThinDisk {
 
     /// The event that started this round has led to a new mark: that is one cycle.
     private func finishCycle(mark: UInt64) {
-        guard let arrived = eventArrived else { return }
+        guard let arrived = eventArrived else {
+            logger.info("thin disk \(config.label): mark at \(mark) bytes (device \(machine.physical) bytes)")
+            return
+        }
         eventArrived = nil
         let ms = (MonotonicTime.now() - arrived) * 1000
         cycles.append(ms)
@@ -175,10 +199,9 @@ actor ThinDisk {
     }
 
     private func extend(to size: UInt64) async {
-        guard let reading else { return }
-        let before = machine?.physical ?? 0
+        let before = machine.physical
         let request = ExtensionRequest(
-            vmName: vmName ?? config.vm, vmUUID: vmUUID ?? "", disk: reading.drive, node: reading.node,
+            vmName: vmName ?? config.vm, vmUUID: vmUUID ?? "", disk: reading?.drive ?? config.drive ?? "", node: reading?.node ?? config.node ?? "",
             device: config.device, currentSize: before, requestedSize: size)
         let started = MonotonicTime.now()
         do throws(ExtenderError) {
@@ -192,6 +215,8 @@ actor ThinDisk {
         }
     }
 
+    /// Resumes the guest if it is paused on an I/O error; a guest paused for another
+    /// reason (an operator's `stop`, a migration) is left alone.
     private func resume() async {
         guard let socket else { return }
         do throws(QMPError) {
@@ -200,27 +225,43 @@ actor ThinDisk {
                 logger.info("thin disk \(config.label): \(vmName ?? config.vm) is '\(status)', not paused on an I/O error: left alone")
                 return
             }
+            lastResume = MonotonicTime.now()
             _ = try await backend.execute(socketPath: socket, "cont")
             logger.notice("thin disk \(config.label): resumed \(vmName ?? config.vm) after the extension")
+            await feed(.resumed)
         } catch {
             logger.error("thin disk \(config.label): cannot resume \(vmName ?? config.vm): \(error)")
         }
     }
 
+    private func scheduleRetry(at time: Double) {
+        retry?.cancel()
+        let delay = max(0, time - MonotonicTime.now())
+        if case .backoff(_, let reason) = machine.state {
+            logger.warning("thin disk \(config.label): \(reason); trying again in \(String(format2: delay)) s")
+        }
+        // Rounded up: a timer that woke a hair early would be taken for a stale one.
+        let sleep = Duration.milliseconds(Int64((delay * 1000).rounded(.up)) + 1)
+        retry = Task { [weak self] in
+            guard (try? await Task.sleep(for: sleep)) != nil else { return }
+            self?.send(.retryDue)
+        }
+    }
+
     private func publish() {
-        let m = machine
         var reason: String?
-        switch m?.state {
-        case .disabled(let r)?: reason = r
-        case .backoff(_, let r)?: reason = r
-        default: reason = socket == nil ? unboundReason ?? "waiting for the VM" : nil
+        switch machine.state {
+        case .disabled(let r): reason = r
+        case .backoff(_, let r): reason = r
+        default: reason = socket == nil ? "the VM's monitor is not connected" : nil
         }
         store.publish(ThinDiskStatus(
-            label: config.label, vm: config.vm, vmName: vmName, vmUUID: vmUUID, drive: config.drive ?? reading?.drive ?? "",
-            node: reading?.node ?? config.node, state: m?.state.name ?? "unset",
-            reason: reason, mark: m?.mark ?? 0, physical: m?.physical ?? 0, maximum: m?.policy.maximum,
-            extensions: m?.extensions ?? 0, failures: m?.failures ?? 0, pausesRecovered: m?.pausesRecovered ?? 0,
-            lastExtensionMs: m?.lastExtensionSeconds.map { $0 * 1000 }, lastCycleMs: cycles.last, recentCyclesMs: cycles))
+            label: config.label, vm: config.vm, vmName: vmName, vmUUID: vmUUID, drive: reading?.drive ?? config.drive ?? "",
+            node: reading?.node ?? config.node, state: machine.state.name, reason: reason,
+            mark: machine.state.name == "set" ? machine.mark : nil, physical: machine.physical, maximum: machine.maximum,
+            extensions: machine.extensions, failures: machine.failures, pausesRecovered: machine.pausesRecovered,
+            pausedForSpace: machine.pausedForSpace,
+            lastExtensionMs: machine.lastExtensionSeconds.map { $0 * 1000 }, lastCycleMs: cycles.last, recentCyclesMs: cycles))
     }
 }
 

@@ -4,10 +4,12 @@ import QMP
 import ServiceLifecycle
 import VMPulseCore
 
-/// Watches the configured thin disks: binds each to its VM when the VM's monitor
-/// connects (on agent start, when a VM appears, after a QEMU restart), and routes
-/// QEMU's `BLOCK_WRITE_THRESHOLD` and ENOSPC `BLOCK_IO_ERROR` events to the disk they
-/// are about. No polling, unless `thin.polling_interval` asks for it.
+/// Watches the configured thin disks. Each disk runs in its own task; this service routes
+/// the backend's events to them: a VM's monitor connecting (agent start, a VM appearing,
+/// a QEMU restart) binds the disks configured for it, and QEMU's `BLOCK_WRITE_THRESHOLD`
+/// and ENOSPC `BLOCK_IO_ERROR` go to the disks of that VM. Routing never waits on a disk,
+/// so one disk's slow extension delays no other. No polling, unless
+/// `thin.polling_interval` asks for it.
 public final class ThinDiskMonitor: Service, Sendable {
     private let backend: QMPBackend
     private let disks: [ThinDisk]
@@ -35,65 +37,57 @@ public final class ThinDiskMonitor: Service, Sendable {
     }
 
     public func run() async throws {
-        for disk in disks { await disk.tick() }  // publish the initial (unset) status
-        guard !disks.isEmpty else {
-            // Nothing to watch; still drain the events so they do not pile up.
-            await cancelWhenGracefulShutdown { [backend] in for await _ in backend.events {} }
-            return
+        await withTaskGroup(of: Void.self) { group in
+            for disk in disks { group.addTask { await disk.run() } }
+            // Routing ends with the event stream, or on graceful shutdown; then every disk
+            // finishes the input in hand and stops.
+            await cancelWhenGracefulShutdown { [self] in
+                await withTaskGroup(of: Void.self) { routing in
+                    routing.addTask { await self.route() }
+                    if pollingInterval > 0 { routing.addTask { await self.poll() } }
+                    await routing.next()
+                    routing.cancelAll()
+                }
+            }
+            for disk in disks { disk.finish() }
         }
-        await cancelWhenGracefulShutdown { [self] in
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { for await event in self.backend.events { await self.route(event) } }
-                group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(500))
-                        for disk in self.disks { await disk.tick() }
-                    }
-                }
-                if pollingInterval > 0 {
-                    let interval = Duration.milliseconds(Int64(pollingInterval * 1000))
-                    group.addTask {
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: interval)
-                            for disk in self.disks { await disk.poll() }
-                        }
-                    }
-                }
-                await group.next()
-                group.cancelAll()
+    }
+
+    /// Hands each event to the disks it concerns. The table of which disks belong to which
+    /// socket is this loop's own, so bindings follow the events' order exactly.
+    private func route() async {
+        var bound: [String: [ThinDisk]] = [:]
+        for await event in backend.events {
+            let socket = event.socketPath
+            switch event.kind {
+            case .connected(let name, let uuid):
+                let mine = disks.filter { $0.config.vm == name || (!uuid.isEmpty && $0.config.vm == uuid) }
+                bound[socket] = mine.isEmpty ? nil : mine
+                for disk in mine { disk.send(.connected(socket: socket, connection: event.connection, name: name, uuid: uuid)) }
+            case .disconnected:
+                for disk in bound[socket] ?? [] { disk.send(.disconnected(socket: socket, connection: event.connection)) }
+            case .qmp(let e) where e.name == "BLOCK_WRITE_THRESHOLD":
+                let node = e.data["node-name"]?.stringValue
+                let mine = bound[socket] ?? []
+                if mine.isEmpty { logger.debug("write threshold event for node \(node ?? "?") of \(socket), which no thin disk watches") }
+                for disk in mine { disk.send(.thresholdCrossed(socket: socket, node: node, at: event.receivedAt)) }
+            case .qmp(let e) where e.name == "BLOCK_IO_ERROR":
+                guard e.data["nospace"]?.boolValue == true, e.data["action"]?.stringValue == "stop" else { continue }
+                let node = e.data["node-name"]?.stringValue
+                let device = e.data["device"]?.stringValue ?? ""
+                for disk in bound[socket] ?? [] { disk.send(.pausedNoSpace(socket: socket, node: node, device: device, at: event.receivedAt)) }
+            default:
+                continue
             }
         }
     }
 
-    private func route(_ event: MachineEvent) async {
-        let arrived = MonotonicTime.now()
-        switch event.kind {
-        case .connected:
-            guard let (name, uuid) = await backend.identity(socketPath: event.socketPath) else { return }
-            for disk in disks where disk.config.vm == name || disk.config.vm == uuid {
-                await disk.bind(socket: event.socketPath, name: name, uuid: uuid)
-            }
-        case .disconnected:
-            for disk in disks where await disk.boundSocket == event.socketPath { await disk.unbind() }
-        case .qmp(let e) where e.name == "BLOCK_WRITE_THRESHOLD":
-            let node = e.data["node-name"]?.stringValue
-            var handled = false
-            for disk in disks where await disk.boundSocket == event.socketPath {
-                if await disk.matches(node: node, device: nil) {
-                    handled = true
-                    await disk.thresholdCrossed(at: arrived)
-                }
-            }
-            if !handled { logger.debug("write threshold event for node \(node ?? "?") of \(event.socketPath), which no thin disk watches") }
-        case .qmp(let e) where e.name == "BLOCK_IO_ERROR":
-            guard e.data["nospace"]?.boolValue == true, e.data["action"]?.stringValue == "stop" else { return }
-            let node = e.data["node-name"]?.stringValue
-            let device = e.data["device"]?.stringValue
-            for disk in disks where await disk.boundSocket == event.socketPath {
-                if await disk.matches(node: node, device: device) { await disk.pausedNoSpace(at: arrived) }
-            }
-        default:
-            break
+    /// Polling mode (for QEMU builds without the event, and for comparison): every disk
+    /// reads its allocation every interval.
+    private func poll() async {
+        let interval = Duration.milliseconds(Int64(pollingInterval * 1000))
+        while (try? await Task.sleep(for: interval)) != nil {
+            for disk in disks { disk.send(.poll) }
         }
     }
 }

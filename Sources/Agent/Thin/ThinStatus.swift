@@ -11,12 +11,15 @@ public struct ThinDiskStatus: Sendable, Equatable {
     public var node: String?
     public var state: String
     public var reason: String?
-    public var mark: UInt64
+    /// The write threshold armed in QEMU; nil when none is (not `set`).
+    public var mark: UInt64?
     public var physical: UInt64
     public var maximum: UInt64?
     public var extensions: Int
     public var failures: Int
     public var pausesRecovered: Int
+    /// The guest is paused out of space on this disk and not resumed yet.
+    public var pausedForSpace: Bool
     /// The last extension: from the event to the device's new size, verified.
     public var lastExtensionMs: Double?
     /// The last cycle: from the event's arrival to the next mark set.
@@ -31,12 +34,13 @@ public struct ThinDiskStatus: Sendable, Equatable {
         if let node { w.string("thin.\(i).node", node) }
         w.string("thin.\(i).state", state)
         if let reason { w.string("thin.\(i).reason", reason) }
-        w.uint("thin.\(i).threshold", mark)
+        w.uint("thin.\(i).threshold", ifPresent: mark)
         w.uint("thin.\(i).physical", physical)
         w.uint("thin.\(i).maximum", ifPresent: maximum)
         w.uint("thin.\(i).extensions", UInt64(extensions))
         w.uint("thin.\(i).failures", UInt64(failures))
         w.uint("thin.\(i).pauses_recovered", UInt64(pausesRecovered))
+        w.uint("thin.\(i).paused", pausedForSpace ? 1 : 0)
         if let v = lastExtensionMs { w.double("thin.\(i).last_extension_ms", v) }
         if let v = lastCycleMs { w.double("thin.\(i).last_cycle_ms", v) }
         return w.params

@@ -204,16 +204,16 @@ public actor QMPBackend: HypervisorBackend {
         if let machine = machines.removeValue(forKey: socketPath) { await machine.close() }
     }
 
+    /// Runs queries on one VM's monitor in one write.
+    func run(socketPath: String, _ queries: [QMPQuery]) async throws(QMPError) -> QMPReplies {
+        guard let machine = machines[socketPath] else { throw .noListener(path: socketPath) }
+        return try await machine.run(queries, timeout: options.timeout)
+    }
+
     /// Runs a command on one VM's monitor.
     public func execute(socketPath: String, _ command: String, arguments: [String: JSONValue]? = nil) async throws(QMPError) -> JSONValue {
         guard let machine = machines[socketPath] else { throw .noListener(path: socketPath) }
         return try await machine.execute(command, arguments: arguments, timeout: options.timeout)
-    }
-
-    /// One VM's name and UUID; nil when the VM is not known.
-    public func identity(socketPath: String) async -> (name: String, uuid: String)? {
-        guard let machine = machines[socketPath] else { return nil }
-        return await machine.identity(timeout: options.timeout)
     }
 
     /// Closes every monitor connection.

@@ -210,15 +210,31 @@ actor QMPMachine {
         }
     }
 
-    /// Hands the connection's events on, bracketed by `connected` and `disconnected`.
+    /// Hands the connection's events on, bracketed by `connected` (with the VM's identity,
+    /// so that consumers need not ask the monitor) and `disconnected`. QEMU's events wait
+    /// in the client's buffer while the identity is asked, so none is lost or reordered.
     private func forwardEvents(of client: QMPClient) {
         let sink = events
         let path = socketPath
-        sink.yield(MachineEvent(socketPath: path, kind: .connected))
+        let timeout = options.timeout
+        let connection = MachineEvent.newConnection()
         Task {
-            for await event in client.events { sink.yield(MachineEvent(socketPath: path, kind: .qmp(event))) }
-            sink.yield(MachineEvent(socketPath: path, kind: .disconnected))
+            let (name, uuid) = await self.identity(of: client, timeout: timeout)
+            sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .connected(name: name, uuid: uuid), receivedAt: MonotonicTime.now()))
+            for await event in client.events {
+                sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .qmp(event), receivedAt: MonotonicTime.now()))
+            }
+            sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .disconnected, receivedAt: MonotonicTime.now()))
         }
+    }
+
+    /// Runs queries on the VM's monitor in one write (connecting if need be); a monitor
+    /// that failed or timed out throws, a command QEMU refused is in the replies.
+    func run(_ queries: [QMPQuery], timeout: Duration) async throws(QMPError) -> QMPReplies {
+        let client = try await connected(timeout: timeout).get()
+        let replies = await QMPReplies.run(queries, on: client, timeout: timeout)
+        if let failure = replies.monitorFailure { throw failure }
+        return replies
     }
 
     /// Runs one command on the VM's monitor (connecting if need be).
@@ -227,13 +243,13 @@ actor QMPMachine {
         return try await client.execute(command, arguments: arguments, timeout: timeout)
     }
 
-    /// The VM's name and UUID, asking QEMU when the command line did not say.
-    func identity(timeout: Duration) async -> (name: String, uuid: String) {
-        if let name, let uuid { return (name, uuid) }
-        if case .success(let client) = await connected(timeout: timeout), name == nil || uuid == nil {
+    /// The VM's name and UUID on `client`'s connection, asking QEMU when the command line did not say.
+    private func identity(of client: QMPClient, timeout: Duration) async -> (name: String, uuid: String) {
+        if name == nil, self.client === client {
             let replies = await QMPReplies.run([Self.queryName, Self.queryUUID], on: client, timeout: timeout)
-            var ignored: [String] = []
-            learnIdentity(from: replies, errors: &ignored)
+            var errors: [String] = []
+            learnIdentity(from: replies, errors: &errors)
+            if !errors.isEmpty { logger.warning("\(fallbackName): \(errors.joined(separator: "; ")); known by its socket's name until it answers") }
         }
         return (name ?? fallbackName, uuid ?? "")
     }
