@@ -13,7 +13,7 @@ public final class ThinDiskFixture: @unchecked Sendable {
     ///   - capacityMiB: the qcow2 image's virtual size (what the guest sees).
     public init(directory: String, physicalMiB: Int, capacityMiB: Int) throws {
         file = directory + "/thin-\(UUID().uuidString.prefix(6)).img"
-        FileManager.default.createFile(atPath: file, contents: nil)
+        guard FileManager.default.createFile(atPath: file, contents: nil) else { throw TestBedError("cannot create \(file)") }
         guard truncate(file, off_t(physicalMiB) << 20) == 0 else { throw TestBedError("cannot size \(file)") }
         let out = try Spawn.capture("/sbin/losetup", ["-f", "--show", file])
         guard out.status == 0, out.stdout.hasPrefix("/dev/loop") else { throw TestBedError("losetup failed: \(out.stderr)") }
@@ -23,12 +23,28 @@ public final class ThinDiskFixture: @unchecked Sendable {
 
     /// QEMU options that attach it as libvirt and oVirt do: a host_device protocol node
     /// (`proto0`) under a qcow2 format node, on a virtio-blk disk that pauses on ENOSPC.
-    public var qemuArguments: [String] {
+    public var qemuArguments: [String] { Self.qemuArguments(device: device) }
+
+    public static func qemuArguments(device: String) -> [String] {
         [
             "-blockdev", "driver=host_device,filename=\(device),node-name=proto0,cache.direct=on",
             "-blockdev", "driver=qcow2,file=proto0,node-name=fmt0",
             "-device", "virtio-blk-pci,drive=fmt0,id=disk0,werror=enospc,rerror=report",
         ]
+    }
+
+    /// Detaches the loop devices over the fixtures' files in `directory` (for `vmpulse-testbed down`).
+    public static func detachAll(in directory: String) -> Int {
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("thin-") && $0.hasSuffix(".img") }
+        var detached = 0
+        for file in files {
+            let out = try? Spawn.capture("/sbin/losetup", ["-j", directory + "/" + file])
+            for line in (out?.stdout ?? "").split(separator: "\n") {
+                guard let device = line.split(separator: ":").first else { continue }
+                if (try? Spawn.run("/sbin/losetup", ["-d", String(device)])) == 0 { detached += 1 }
+            }
+        }
+        return detached
     }
 
     /// A guest whose only disk is this one.

@@ -8,7 +8,7 @@ struct TestBedCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vmpulse-testbed",
         abstract: "Start or stop vmpulse test guests (real QEMU, TCG).",
-        subcommands: [Up.self, Down.self]
+        subcommands: [Up.self, ThinDisk.self, Down.self]
     )
 
     struct Up: AsyncParsableCommand {
@@ -21,9 +21,11 @@ struct TestBedCommand: AsyncParsableCommand {
         @Flag(help: "Start paused with no kernel (cheap, for scale runs).") var paused = false
         @Option(help: "Workload at boot (see testbed/guest-init.sh), e.g. loop-write:64.") var workload: String?
         @Flag(help: "Wait until each guest has booted.") var wait = false
+        @Option(help: "A block device holding a qcow2 image (see 'thin-disk'): the guest's only disk, as proto0/fmt0/disk0.") var thinDevice: String?
 
         func validate() throws {
             guard (1...500).contains(count) else { throw ValidationError("--count must be between 1 and 500") }
+            guard thinDevice == nil || count == 1 else { throw ValidationError("--thin-device goes with --count 1") }
         }
 
         func run() async throws {
@@ -33,6 +35,10 @@ struct TestBedCommand: AsyncParsableCommand {
                 var spec = GuestSpec(name: "\(prefix)-\(i)")
                 spec.paused = paused
                 spec.workload = workload
+                if let thinDevice {
+                    spec.disks = []
+                    spec.extraArguments = ThinDiskFixture.qemuArguments(device: thinDevice)
+                }
                 guests.append(try bed.launch(spec))
             }
             if wait && !paused {
@@ -49,8 +55,34 @@ struct TestBedCommand: AsyncParsableCommand {
 
         func run() async throws {
             let stopped = TestBed.stopGuests(in: stateDir)
+            _ = ThinDiskFixture.detachAll(in: stateDir)
             try? FileManager.default.removeItem(atPath: stateDir)
             print("stopped \(stopped) guest(s)")
+        }
+    }
+
+    struct ThinDisk: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "thin-disk",
+            abstract: "Make a thin disk: a qcow2 image on a loop device over a sparse file; print its thin_disks entry for the agent.")
+
+        @Option(help: "The VM it is for.") var vm: String
+        @Option(help: "Where the sparse file goes.") var stateDir = "/tmp/vmpulse-demo"
+        @Option(help: "The loop device's starting size, MiB.") var sizeMib = 64
+        @Option(help: "The guest's disk size, MiB.") var capacityMib = 1024
+        @Option(help: "The agent's chunk, MiB.") var chunkMib = 64
+
+        func run() async throws {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+            let fixture = try ThinDiskFixture(directory: stateDir, physicalMiB: sizeMib, capacityMiB: capacityMib)
+            print("""
+                  - vm: \(vm)
+                    drive: disk0
+                    chunk_mib: \(chunkMib)
+                    device: \(fixture.device)
+                    backend: loop
+                    file: \(fixture.file)
+                """)
         }
     }
 }
