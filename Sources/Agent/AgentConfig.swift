@@ -62,7 +62,9 @@ public struct AgentConfig: Sendable, Equatable {
         guard flushInterval >= 0.1 && flushInterval <= Double(period) else {
             throw ConfigError(key: "ledger.flush_interval", message: "must be between 0.1 and ledger.period (\(period)) seconds, got \(flushInterval)")
         }
-        guard thinPollingInterval >= 0 else { throw ConfigError(key: "thin.polling_interval", message: "must not be negative") }
+        guard thinPollingInterval == 0 || (0.1...3600).contains(thinPollingInterval) else {
+            throw ConfigError(key: "thin.polling_interval", message: "must be 0 (events only) or between 0.1 and 3600 seconds, got \(thinPollingInterval)")
+        }
         guard sampleRetention >= 0 else { throw ConfigError(key: "ledger.sample_retention", message: "must not be negative") }
         guard !histogramBoundariesUs.isEmpty, histogramBoundariesUs.count <= 64,
               zip(histogramBoundariesUs, histogramBoundariesUs.dropFirst()).allSatisfy({ $0 < $1 }), (histogramBoundariesUs.first ?? 0) > 0

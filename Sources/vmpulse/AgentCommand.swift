@@ -51,9 +51,10 @@ struct AgentCommand: AsyncParsableCommand {
         ) { bound in
             logger.info("vmpulse agent serving http://\(host):\(bound), sockets in \(settings.socketDirectory), ledger \(settings.ledgerPath)")
         }
-        // Shut down in reverse: the sampler stops first (closing the monitors), then the
-        // thin-disk monitor, then the ledger writes what is pending, then the API stops.
-        let services: [any Service] = [api, ledger, thin, sampler]
+        // Shut down in reverse: the thin disks stop first (an extension in flight gets a
+        // grace period) while the monitors are still open, then the sampler (closing the
+        // monitors), then the ledger writes what is pending, then the API stops.
+        let services: [any Service] = [api, ledger, sampler, thin]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -314,7 +314,14 @@ import VMPulseTestSupport
         #expect(Self.reason(gone).contains("not connected"))
         #expect(try agent.health().status == 200)
         #expect(try Self.disks(agent).first { $0["vm"]?.stringValue == "healthy" }?["state"]?.stringValue == "set")
+
+        // SIGTERM while the hanging program runs again: the agent waits its grace (10 s),
+        // kills the program with its group, and exits cleanly.
+        _ = try await Self.waitDisk(agent, vm: "hangs", Self.state("extending"))
+        let stopping = ContinuousClock.now
         #expect(try await agent.stop() == 0)
+        #expect(ContinuousClock.now - stopping < .seconds(15))
+        #expect(agent.logText.contains("an extension is still running"))
         #expect(try Spawn.capture("/usr/bin/pgrep", ["-f", "sleep 100"]).stdout.isEmpty, "an extension program outlived the agent")
     }
 

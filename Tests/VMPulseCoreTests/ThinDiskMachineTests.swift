@@ -20,6 +20,8 @@ import VMPulseCore
         let huge = ThinPolicy(chunk: 1 << 62, utilizationPercent: 20, maximum: nil).mark(physical: 1 << 63)
         #expect(abs(Double(huge) / Double(UInt64(1) << 62) - 1.2) < 1e-9)
         #expect(policy.nextSize(physical: 1090 * mib, maximum: 1100 * mib) == 1100 * mib)
+        #expect(policy.nextSize(physical: .max - 1, maximum: .max) == .max)  // no overflow
+        #expect(policy.nextSize(physical: 1200 * mib, maximum: 1100 * mib) == 1100 * mib)
         #expect(ThinPolicy(chunk: mib, utilizationPercent: 20, maximum: nil).maximum(capacity: 1000 * mib) == 1100 * mib)
     }
 
@@ -68,7 +70,7 @@ import VMPulseCore
         #expect(m.handle(.pausedNoSpace, now: 1) == [.extend(to: 128 * mib)])
         #expect(m.pausedForSpace)
         #expect(m.handle(.extended(physical: 128 * mib), now: 1.01) == [.resumeIfPausedOnIOError, .observe])
-        #expect(m.pausesRecovered == 0)  // counted when the guest really was resumed
+        #expect(m.pausesRecovered == 0 && m.pausedForSpace)  // until the guest really was resumed
         #expect(m.handle(.resumed, now: 1.02) == [])
         #expect(m.pausesRecovered == 1)
         #expect(!m.pausedForSpace)
@@ -95,7 +97,8 @@ import VMPulseCore
         #expect(m.handle(.observed(physical: 64 * mib, allocation: 64 * mib, capacity: nil, noSpace: true), now: 0) == [.extend(to: 128 * mib)])
         #expect(m.pausedForSpace)
         #expect(m.handle(.extended(physical: 128 * mib), now: 0.1) == [.resumeIfPausedOnIOError, .observe])
-        #expect(!m.pausedForSpace)
+        #expect(m.handle(.resumed, now: 0.2) == [])
+        #expect(!m.pausedForSpace && m.pausesRecovered == 1)
         // Even below the mark (a write that failed at the end of the device, say).
         var n = ThinDiskMachine(policy: policy)
         #expect(n.handle(.observed(physical: 64 * mib, allocation: mib, capacity: nil, noSpace: true), now: 0) == [.extend(to: 128 * mib)])
@@ -106,7 +109,7 @@ import VMPulseCore
         _ = m.handle(observed(64, 63), now: 0)
         #expect(m.handle(.extensionFailed(reason: "exit 1"), now: 1) == [.scheduleRetry(at: 2)])
         #expect(m.state == .backoff(retryAt: 2, reason: "exit 1"))
-        #expect(m.handle(.retryDue, now: 1.5) == [])  // early: a stale timer
+        #expect(m.handle(.retryDue, now: 1.5) == [.scheduleRetry(at: 2)])  // early: set again
         #expect(m.handle(.thresholdCrossed, now: 1.6) == [])
         #expect(m.handle(.retryDue, now: 2) == [.observe])
         #expect(m.handle(observed(64, 63), now: 2) == [.extend(to: 128 * mib)])
@@ -194,8 +197,59 @@ import VMPulseCore
         _ = m.handle(.resumed, now: 1)
         _ = m.handle(observed(128, 127), now: 1)
         _ = m.handle(.pausedNoSpace, now: 1)
+        // An extension in flight goes on: its end is still awaited, and the pause with it.
+        m.reset()
+        #expect(m.state.name == "extending" && m.pausedForSpace)
+        #expect(m.handle(.extended(physical: 192 * mib), now: 2) == [.resumeIfPausedOnIOError, .observe])
+        _ = m.handle(observed(192, 130), now: 2)
         m.reset()
         #expect(m.state == .unset && !m.pausedForSpace)
-        #expect(m.extensions == 1 && m.pausesRecovered == 1)
+        #expect(m.extensions == 2 && m.pausesRecovered == 1)
+    }
+
+    @Test func aPauseDuringAnExtensionCostsNoSecondChunk() {
+        var m = ThinDiskMachine(policy: policy)
+        _ = m.handle(observed(64, 63), now: 0)
+        // The guest pauses while the device grows; a read meanwhile says so too.
+        #expect(m.handle(.pausedNoSpace, now: 0.5) == [])
+        #expect(m.handle(.observed(physical: 64 * mib, allocation: 64 * mib, capacity: nil, noSpace: true), now: 0.6) == [])
+        #expect(m.handle(.extended(physical: 128 * mib), now: 1) == [.resumeIfPausedOnIOError, .observe])
+        // cont failed (the monitor did not answer): back off, then resume without growing again.
+        #expect(m.handle(.observationFailed(reason: "cannot resume the guest: timed out"), now: 1.1) == [.scheduleRetry(at: 2.1)])
+        #expect(m.pausedForSpace)
+        #expect(m.handle(.retryDue, now: 2.1) == [.observe])
+        let mark = policy.mark(physical: 128 * mib)
+        #expect(m.handle(observed(128, 64), now: 2.2) == [.setMark(mark), .resumeIfPausedOnIOError])
+        #expect(m.extensions == 1)
+        #expect(m.handle(.resumed, now: 2.3) == [] && m.pausesRecovered == 1)
+    }
+
+    @Test func aGuestSomeoneElseResumedIsNotCounted() {
+        var m = ThinDiskMachine(policy: policy)
+        _ = m.handle(observed(64, 1), now: 0)
+        _ = m.handle(.pausedNoSpace, now: 1)
+        _ = m.handle(.extended(physical: 128 * mib), now: 2)
+        #expect(m.handle(.notPaused, now: 2) == [])
+        #expect(!m.pausedForSpace && m.pausesRecovered == 0)
+    }
+
+    @Test func aRetryTimerThatWakesEarlyIsSetAgain() {
+        var m = ThinDiskMachine(policy: policy)
+        _ = m.handle(.observationFailed(reason: "timed out"), now: 10)
+        #expect(m.handle(.retryDue, now: 10.5) == [.scheduleRetry(at: 11)])
+        #expect(m.handle(.retryDue, now: 11) == [.observe])
+    }
+
+    @Test func theMaximumFollowsTheCapacityWhenNotConfigured() {
+        var m = ThinDiskMachine(policy: ThinPolicy(chunk: 64 * mib, utilizationPercent: 20, maximum: nil))
+        _ = m.handle(observed(64, 1, capacity: 1000 * mib), now: 0)
+        #expect(m.maximum == 1100 * mib)
+        // block_resize to 2000 MiB: the next read learns the new maximum.
+        _ = m.handle(observed(64, 1, capacity: 2000 * mib), now: 1)
+        #expect(m.maximum == 2200 * mib)
+        // A configured maximum stays.
+        var n = ThinDiskMachine(policy: policy)
+        _ = n.handle(observed(64, 1, capacity: 2000 * mib), now: 0)
+        #expect(n.maximum == 1100 * mib)
     }
 }

@@ -7,7 +7,7 @@ import SystemPackage
 /// An external program grows the device (lvextend, a storage array's API). It reads the
 /// request as `name=value` lines on standard input (vm_name, vm_uuid, disk, node, device,
 /// current_size, requested_size), reports success with exit code 0, and is killed (its
-/// whole process group) after `timeout` seconds. Its output is logged.
+/// whole process group) after `timeout`. Its output is logged.
 public struct CommandExtender: DiskExtender {
     public let program: String
     public let arguments: [String]
@@ -23,63 +23,105 @@ public struct CommandExtender: DiskExtender {
         self.logger = logger
     }
 
-    public func currentSize() throws(ExtenderError) -> UInt64 { try DeviceSize.bytes(device) }
+    public func currentSize() async throws(ExtenderError) -> UInt64 {
+        let device = self.device
+        return try await Blocking.run { () throws(ExtenderError) in try DeviceSize.bytes(device) }
+    }
 
     public func extend(to size: UInt64, request: ExtensionRequest) async throws(ExtenderError) {
+        let group = ProgramGroup()
+        let input = try Self.requestFile(request.lines)
+        let finished: (status: TerminationStatus, output: String, errors: String)
+        do {
+            finished = try await withTaskCancellationHandler {
+                try await withThrowingTaskGroup(of: (TerminationStatus, String, String)?.self) { tasks in
+                    tasks.addTask { try await self.runProgram(input: input, group: group) }
+                    tasks.addTask {
+                        // The timeout covers the whole run, not the program's output: a
+                        // wrapper that sends its output to a log of its own is not done
+                        // when its pipes close.
+                        guard (try? await Task.sleep(for: timeout)) != nil else { return nil }
+                        group.timedOut()
+                        return nil
+                    }
+                    while let next = try await tasks.next() {
+                        guard let result = next else { continue }
+                        tasks.cancelAll()
+                        return result
+                    }
+                    throw ExtenderError("\(program) ended without a status")
+                }
+            } onCancel: {
+                group.killAll()  // the agent is stopping: the program goes with it
+            }
+        } catch let error as ExtenderError {
+            throw error
+        } catch {
+            try? input.close()  // not spawned: still ours (spawned, it was closed already)
+            throw ExtenderError("cannot run \(program): \(error)")
+        }
+        // Whatever the program left running in its group (a helper it forked) goes too.
+        group.killAll()
+        let summary = "\(program) for \(request.vmName)/\(request.disk) (\(request.currentSize) -> \(request.requestedSize) bytes)"
+        if !finished.output.isEmpty { logger.info("\(summary) said: \(finished.output)") }
+        if !finished.errors.isEmpty { logger.warning("\(summary) wrote to stderr: \(finished.errors)") }
+        if case .exited(0) = finished.status { return }
+        if group.didTimeOut { throw ExtenderError("\(program) did not finish within \(timeout); killed") }
+        let last = finished.errors.split(separator: "\n").last.map(String.init) ?? ""
+        throw ExtenderError("\(program) failed (\(finished.status))\(last.isEmpty ? "" : ": " + last)")
+    }
+
+    /// Runs the program in a process group of its own and returns once it has exited,
+    /// with what it wrote (the first 64 KiB of each stream).
+    private func runProgram(input: FileDescriptor, group: ProgramGroup) async throws -> (TerminationStatus, String, String) {
         var options = PlatformOptions()
         options.processGroupID = 0  // its own group, so a timeout kills what it started too
         let limit = 64 * 1024
-        let timeout = self.timeout
-        let outcome: (status: TerminationStatus, output: String, errors: String, timedOut: Bool)
-        let programGroup = ProcessGroupBox()
-        do {
-            let result = try await withTaskCancellationHandler { try await run(
-                .path(FilePath(program)), arguments: Arguments(arguments), platformOptions: options,
-                input: .string(request.lines), output: .sequence, error: .sequence
-            ) { execution in
-                programGroup.set(execution.processIdentifier.value)
-                return try await withThrowingTaskGroup(of: (String?, String?, Bool).self) { group in
-                    group.addTask { (try await Self.collect(execution.standardOutput, limit: limit), nil, false) }
-                    group.addTask { (nil, try await Self.collect(execution.standardError, limit: limit), false) }
-                    group.addTask {
-                        // Whatever ends the wait (the timeout, the program's end, the agent
-                        // stopping), nothing the program started outlives it.
-                        let timedOut = (try? await Task.sleep(for: timeout)) != nil
-                        try? execution.send(signal: .kill, toProcessGroup: true)
-                        return (nil, nil, timedOut)
-                    }
-                    var out = "", err = "", timedOut = false, readersDone = 0
-                    while readersDone < 2, let (o, e, t) = try await group.next() {
-                        if let o { out = o; readersDone += 1 }
-                        if let e { err = e; readersDone += 1 }
-                        if t { timedOut = true }
-                    }
-                    group.cancelAll()
-                    return (out, err, timedOut)
-                }
-            } } onCancel: {
-                programGroup.killAll()  // the agent is stopping: the program goes with it
-            }
-            outcome = (result.terminationStatus, result.closureResult.0, result.closureResult.1, result.closureResult.2)
-        } catch {
-            throw ExtenderError("cannot run \(program): \(error)")
+        let result = try await run(
+            .path(FilePath(program)), arguments: Arguments(arguments), platformOptions: options,
+            input: .fileDescriptor(input, closeAfterSpawningProcess: true), output: .sequence, error: .sequence
+        ) { execution in
+            group.started(execution.processIdentifier.value)
+            async let output = Self.collect(execution.standardOutput, limit: limit)
+            async let errors = Self.collect(execution.standardError, limit: limit)
+            return try await (output, errors)
         }
-        let summary = "\(program) for \(request.vmName)/\(request.disk) (\(request.currentSize) -> \(request.requestedSize) bytes)"
-        if !outcome.output.isEmpty { logger.info("\(summary) said: \(outcome.output)") }
-        if !outcome.errors.isEmpty { logger.warning("\(summary) wrote to stderr: \(outcome.errors)") }
-        if outcome.timedOut { throw ExtenderError("\(program) did not finish within \(timeout); killed") }
-        guard case .exited(0) = outcome.status else {
-            let last = outcome.errors.split(separator: "\n").last.map(String.init) ?? ""
-            throw ExtenderError("\(program) failed (\(outcome.status))\(last.isEmpty ? "" : ": " + last)")
-        }
+        return (result.terminationStatus, result.closureResult.0, result.closureResult.1)
     }
 
-    /// The program's process group, for killing it from a cancellation handler.
-    private final class ProcessGroupBox: Sendable {
-        private let pgid = Mutex<pid_t>(0)
-        func set(_ id: pid_t) { pgid.withLock { $0 = id } }
+    /// The request as a file, read from its start, for the program's standard input. Not
+    /// a pipe: a program that exits without reading it must not make the writer fail
+    /// (swift-subprocess 1.0.2 traps when writing its input fails, and an unignored
+    /// SIGPIPE would end the agent).
+    private static func requestFile(_ text: String) throws(ExtenderError) -> FileDescriptor {
+        // An unlinked temporary file (memfd_create is not in Swift's Glibc module).
+        let directory = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array("\(directory)/vmpulse-request-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw ExtenderError("cannot make the request's input in \(directory): \(String(cString: strerror(errno)))") }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        _ = unlink(String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, lseek(fd, 0, SEEK_SET) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw ExtenderError("cannot make the request's input: \(reason)")
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// The program's process group, to kill it at the timeout or when the agent stops.
+    private final class ProgramGroup: Sendable {
+        private let state = Mutex<(pgid: pid_t, timedOut: Bool)>((0, false))
+        func started(_ pid: pid_t) { state.withLock { $0.pgid = pid } }
+        func timedOut() {
+            state.withLock { $0.timedOut = true }
+            killAll()
+        }
+        var didTimeOut: Bool { state.withLock { $0.timedOut } }
         func killAll() {
-            let id = pgid.withLock { $0 }
+            let id = state.withLock { $0.pgid }
             if id > 0 { _ = Glibc.kill(-id, SIGKILL) }
         }
     }

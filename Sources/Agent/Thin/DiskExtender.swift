@@ -1,4 +1,5 @@
 import Glibc
+import NIOPosix
 
 /// Why an extension did not happen.
 public struct ExtenderError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -12,7 +13,22 @@ public protocol DiskExtender: Sendable {
     /// Grows the device to at least `size` bytes (never shrinks it).
     func extend(to size: UInt64, request: ExtensionRequest) async throws(ExtenderError)
     /// The device's size now, in bytes.
-    func currentSize() throws(ExtenderError) -> UInt64
+    func currentSize() async throws(ExtenderError) -> UInt64
+}
+
+/// Runs blocking system calls on NIO's thread pool: a call on storage that hangs (a dead
+/// multipath device, a stuck NFS backing file) must not hold one of Swift's few
+/// cooperative threads, which every other disk, the sampler and the API share.
+enum Blocking {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws(ExtenderError) -> T) async throws(ExtenderError) -> T {
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { try body() }
+        } catch let error as ExtenderError {
+            throw error
+        } catch {
+            throw ExtenderError("\(error)")
+        }
+    }
 }
 
 /// What an extension is for, handed to external programs.
@@ -71,9 +87,18 @@ public struct LoopDeviceExtender: DiskExtender {
         self.file = file
     }
 
-    public func currentSize() throws(ExtenderError) -> UInt64 { try DeviceSize.bytes(device) }
+    public func currentSize() async throws(ExtenderError) -> UInt64 {
+        let device = self.device
+        return try await Blocking.run { () throws(ExtenderError) in try DeviceSize.bytes(device) }
+    }
 
     public func extend(to size: UInt64, request: ExtensionRequest) async throws(ExtenderError) {
+        let (device, file) = (self.device, self.file)
+        try await Blocking.run { () throws(ExtenderError) in try Self.grow(device: device, file: file, to: size) }
+    }
+
+    private static func grow(device: String, file: String, to size: UInt64) throws(ExtenderError) {
+        guard size <= UInt64(Int64.max) else { throw ExtenderError("\(size) bytes is more than a file can hold") }
         let backing = open(file, O_WRONLY | O_CLOEXEC)
         guard backing >= 0 else { throw ExtenderError("cannot open \(file): \(String(cString: strerror(errno)))") }
         defer { close(backing) }

@@ -4,20 +4,25 @@ import QMP
 import Synchronization
 import VMPulseCore
 
-/// One configured thin disk. It runs in a task of its own and takes its inputs one at a
-/// time from a mailbox, so a slow or hanging extension holds up this disk only, and an
-/// event that comes during an extension waits its turn (the machine then absorbs it).
-/// It feeds inputs to its `ThinDiskMachine` and performs what the machine decides: read
-/// the disk, set the mark, extend, verify, resume the guest, retry later.
+/// One configured thin disk. It takes its inputs one at a time from a mailbox, in a task
+/// of its own, so one disk's trouble holds up no other. It feeds them to its
+/// `ThinDiskMachine` and performs what the machine decides: read the disk, set the mark,
+/// extend, resume the guest, retry later. An extension runs in a task of its own and
+/// reports back through the mailbox, so that what happens meanwhile (a crossing, the guest
+/// pausing, the VM going away) reaches the machine while it is extending.
 actor ThinDisk {
     enum Input: Sendable {
-        /// The monitor of a VM this disk belongs to connected (agent start, VM start, QEMU restart).
+        /// The monitor of a VM this disk belongs to connected (agent start, VM start, QEMU
+        /// restart), or its identity became known.
         case connected(socket: String, connection: Int, name: String, uuid: String)
-        case disconnected(socket: String, connection: Int)
-        /// BLOCK_WRITE_THRESHOLD on `node` of the VM behind `socket`.
-        case thresholdCrossed(socket: String, node: String?, at: Double)
-        /// BLOCK_IO_ERROR with nospace on `node` / `device` of the VM behind `socket`.
-        case pausedNoSpace(socket: String, node: String?, device: String, at: Double)
+        case disconnected(connection: Int)
+        /// BLOCK_WRITE_THRESHOLD on `node`.
+        case thresholdCrossed(connection: Int, node: String?, at: Double)
+        /// BLOCK_IO_ERROR with nospace on `node` / `device`.
+        case pausedNoSpace(connection: Int, node: String?, device: String, at: Double)
+        /// QEMU's RESUME: the VM runs again.
+        case vmResumed(connection: Int)
+        case extensionFinished(Result<UInt64, ExtenderError>)
         case retryDue
         /// Polling mode: read the disk and act on what it says.
         case poll
@@ -39,11 +44,16 @@ actor ThinDisk {
     private var vmName: String?
     private var vmUUID: String?
     private var reading: ThinDiskReading?
+    /// QEMU's io-status is trusted only on the first read of a connection: it stays
+    /// `nospace` after `cont` on `-blockdev` drives.
+    private var firstRead = false
     /// When the event that started the current cycle arrived.
     private var eventArrived: Double?
-    private var retry: Task<Void, Never>?
-    /// When `cont` was last sent (`MonotonicTime`); -inf before.
-    private var lastResume = -Double.infinity
+    /// Set when `cont` was sent, until QEMU's RESUME event: the no-space events of the
+    /// pause just ended (one per failed request) come before it, and are not new pauses.
+    private var resumeSentAt: Double?
+    private var extensionTask: Task<Void, Never>?
+    private var retryTask: Task<Void, Never>?
     private var cycles: [Double] = []
 
     init(config: ThinDiskConfig, extender: any DiskExtender, backend: QMPBackend, store: ThinStatusStore, logger: Logger, polling: Bool) {
@@ -69,51 +79,66 @@ actor ThinDisk {
         mailbox.yield(input)
     }
 
-    /// No more inputs: `run` returns once the current one is done.
+    /// No more inputs: `run` returns once the extension in flight, if any, has ended.
     nonisolated func finish() { mailbox.finish() }
 
-    /// Handles inputs until `finish`.
+    /// Handles inputs until `finish`; cancelled, it stops an extension in flight.
     func run() async {
         publish()
         for await input in inbox { await handle(input) }
-        retry?.cancel()
+        retryTask?.cancel()
+        if let extensionTask {
+            await withTaskCancellationHandler { await extensionTask.value } onCancel: { extensionTask.cancel() }
+        }
     }
 
     private func handle(_ input: Input) async {
         switch input {
         case .connected(let socket, let connection, let name, let uuid):
-            if self.socket != socket { logger.info("thin disk \(config.label): bound to \(name) (\(socket))") }
+            if self.connection != connection { logger.info("thin disk \(config.label): bound to \(name) (\(socket))") }
             self.socket = socket
             self.connection = connection
             vmName = name
             vmUUID = uuid
             reading = nil
+            firstRead = true
             eventArrived = nil
+            resumeSentAt = nil
             machine.reset()
             await perform([.observe])
-        case .disconnected(let socket, let connection):
-            guard socket == self.socket, connection == self.connection else { return }
+        case .disconnected(let connection):
+            guard connection == self.connection else { return }
             logger.info("thin disk \(config.label): \(vmName ?? config.vm) is gone; waiting for it")
-            self.socket = nil
+            socket = nil
+            self.connection = nil
             reading = nil
             eventArrived = nil
             machine.reset()
             publish()
-        case .thresholdCrossed(let socket, let node, let at):
-            guard socket == self.socket, let reading, node == reading.node || node == reading.formatNode else { return }
+        case .thresholdCrossed(let connection, let node, let at):
+            guard connection == self.connection, let reading, node == reading.node || node == reading.formatNode else { return }
             if eventArrived == nil { eventArrived = at }
             // Polling mode keeps the event only as the time of the crossing, to measure
             // how long polling takes to react; the next poll acts.
             if !polling { await feed(.thresholdCrossed) }
-        case .pausedNoSpace(let socket, let node, let device, let at):
-            guard socket == self.socket, let reading,
+        case .pausedNoSpace(let connection, let node, let device, let at):
+            guard connection == self.connection, let reading,
                   node == reading.formatNode || node == reading.node || (!device.isEmpty && device == reading.drive) else { return }
-            // One pause brings one event per failed request; those read before the last
-            // `cont` was sent belong to a pause already dealt with.
-            guard at > lastResume else { return }
+            // Still the pause just resumed (RESUME not seen yet; 10 s at most, should it be lost).
+            if let sent = resumeSentAt, at - sent < 10 { return }
             if eventArrived == nil { eventArrived = at }
-            logger.warning("thin disk \(config.label): \(vmName ?? config.vm) paused, out of space on the device")
+            if !machine.pausedForSpace {
+                logger.warning("thin disk \(config.label): \(vmName ?? config.vm) paused, out of space on the device")
+            }
             await feed(.pausedNoSpace)
+        case .vmResumed(let connection):
+            if connection == self.connection { resumeSentAt = nil }
+        case .extensionFinished(let result):
+            extensionTask = nil
+            switch result {
+            case .success(let size): await feed(.extended(physical: size))
+            case .failure(let error): await feed(.extensionFailed(reason: error.message))
+            }
         case .retryDue:
             await feed(.retryDue)
         case .poll:
@@ -129,12 +154,14 @@ actor ThinDisk {
     }
 
     private func perform(_ actions: [ThinDiskMachine.Action]) async {
-        for action in actions {
+        for (i, action) in actions.enumerated() {
+            // An action that failed put the disk in backoff: the rest waits for the retry.
+            if i > 0, case .backoff = machine.state { break }
             switch action {
             case .observe: await observe()
             case .setMark(let mark): await setMark(mark)
             case .clearMark: await setMark(0)
-            case .extend(let size): await extend(to: size)
+            case .extend(let size): startExtension(to: size)
             case .resumeIfPausedOnIOError: await resume()
             case .scheduleRetry(let at): scheduleRetry(at: at)
             }
@@ -148,7 +175,7 @@ actor ThinDisk {
         do throws(QMPError) {
             found = try await backend.readThinDisk(socketPath: socket, drive: config.drive, node: config.node)
         } catch {
-            await feed(.observationFailed(reason: "\(error)"))
+            await feed(.observationFailed(reason: "cannot read the disk: \(error)"))
             return
         }
         guard let found else {
@@ -160,15 +187,17 @@ actor ThinDisk {
         reading = found
         let physical: UInt64
         do throws(ExtenderError) {
-            physical = try extender.currentSize()
+            physical = try await extender.currentSize()
         } catch {
             await feed(.observationFailed(reason: error.message))
             return
         }
-        if found.noSpace && !machine.pausedForSpace {
-            logger.warning("thin disk \(config.label): \(vmName ?? config.vm) is paused out of space on the device (QEMU's io-status)")
+        let noSpace = firstRead && found.noSpace
+        firstRead = false
+        if noSpace && !machine.pausedForSpace {
+            logger.warning("thin disk \(config.label): \(vmName ?? config.vm) is paused out of space on the device (QEMU's status and io-status)")
         }
-        await feed(.observed(physical: physical, allocation: found.allocation, capacity: found.capacity, noSpace: found.noSpace))
+        await feed(.observed(physical: physical, allocation: found.allocation, capacity: found.capacity, noSpace: noSpace))
     }
 
     private func setMark(_ mark: UInt64) async {
@@ -178,9 +207,10 @@ actor ThinDisk {
             if mark > 0 { finishCycle(mark: mark) }
         } catch {
             if case .commandFailed = error {
+                logger.error("thin disk \(config.label): QEMU refused the write threshold on node \(node): \(error); disabled until the VM restarts")
                 await feed(.unusable(reason: "QEMU refused the write threshold on node \(node): \(error)"))
             } else {
-                await feed(.observationFailed(reason: "\(error)"))
+                await feed(.observationFailed(reason: "cannot set the mark: \(error)"))
             }
         }
     }
@@ -198,20 +228,27 @@ actor ThinDisk {
         logger.info("thin disk \(config.label): next mark at \(mark) bytes, \(String(format2: ms)) ms after the event")
     }
 
-    private func extend(to size: UInt64) async {
+    /// Grows the device in a task of its own; the result comes back through the mailbox.
+    private func startExtension(to size: UInt64) {
         let before = machine.physical
         let request = ExtensionRequest(
             vmName: vmName ?? config.vm, vmUUID: vmUUID ?? "", disk: reading?.drive ?? config.drive ?? "", node: reading?.node ?? config.node ?? "",
             device: config.device, currentSize: before, requestedSize: size)
-        let started = MonotonicTime.now()
-        do throws(ExtenderError) {
-            try await extender.extend(to: size, request: request)
-            let now = try extender.currentSize()
-            logger.info("thin disk \(config.label): extended \(before) -> \(now) bytes (asked \(size)) in \(String(format2: (MonotonicTime.now() - started) * 1000)) ms")
-            await feed(.extended(physical: now))
-        } catch {
-            logger.error("thin disk \(config.label): extension to \(size) bytes failed: \(error.message)")
-            await feed(.extensionFailed(reason: error.message))
+        let (extender, logger, label) = (self.extender, self.logger, config.label)
+        let mailbox = self.mailbox
+        extensionTask = Task {
+            let started = MonotonicTime.now()
+            let result: Result<UInt64, ExtenderError>
+            do throws(ExtenderError) {
+                try await extender.extend(to: size, request: request)
+                let now = try await extender.currentSize()
+                logger.info("thin disk \(label): extended \(before) -> \(now) bytes (asked \(size)) in \(String(format2: (MonotonicTime.now() - started) * 1000)) ms")
+                result = .success(now)
+            } catch {
+                logger.error("thin disk \(label): extension to \(size) bytes failed: \(error.message)")
+                result = .failure(error)
+            }
+            mailbox.yield(.extensionFinished(result))
         }
     }
 
@@ -223,28 +260,32 @@ actor ThinDisk {
             let status = try await backend.execute(socketPath: socket, "query-status")["status"]?.stringValue ?? ""
             guard status == "io-error" else {
                 logger.info("thin disk \(config.label): \(vmName ?? config.vm) is '\(status)', not paused on an I/O error: left alone")
+                await feed(.notPaused)
                 return
             }
-            lastResume = MonotonicTime.now()
+            resumeSentAt = MonotonicTime.now()
             _ = try await backend.execute(socketPath: socket, "cont")
             logger.notice("thin disk \(config.label): resumed \(vmName ?? config.vm) after the extension")
             await feed(.resumed)
         } catch {
+            resumeSentAt = nil
             logger.error("thin disk \(config.label): cannot resume \(vmName ?? config.vm): \(error)")
+            await feed(.observationFailed(reason: "cannot resume the guest: \(error)"))
         }
     }
 
     private func scheduleRetry(at time: Double) {
-        retry?.cancel()
+        retryTask?.cancel()
         let delay = max(0, time - MonotonicTime.now())
         if case .backoff(_, let reason) = machine.state {
             logger.warning("thin disk \(config.label): \(reason); trying again in \(String(format2: delay)) s")
         }
-        // Rounded up: a timer that woke a hair early would be taken for a stale one.
+        // Rounded up: a timer that woke a hair early would only be set again.
         let sleep = Duration.milliseconds(Int64((delay * 1000).rounded(.up)) + 1)
-        retry = Task { [weak self] in
+        let mailbox = self.mailbox
+        retryTask = Task {
             guard (try? await Task.sleep(for: sleep)) != nil else { return }
-            self?.send(.retryDue)
+            mailbox.yield(.retryDue)
         }
     }
 

@@ -31,6 +31,9 @@ public struct ThinDiskConfig: Sendable, Equatable {
         self.backend = backend
     }
 
+    /// The largest chunk or maximum size accepted, MiB (1 EiB).
+    public static let largestMiB = 1 << 40
+
     /// A name for logs and the `thin` group.
     public var label: String { "\(vm)/\(drive ?? node ?? "?")" }
 }
@@ -82,9 +85,14 @@ extension ConfigReader {
             if let n = fields["chunk_mib"] { disk.chunkMiB = try integer(n, "\(k).chunk_mib") }
             if let n = fields["utilization_percent"] { disk.utilizationPercent = try integer(n, "\(k).utilization_percent") }
             if let n = fields["max_size_mib"] { disk.maxSizeMiB = try integer(n, "\(k).max_size_mib") }
-            guard disk.chunkMiB > 0 else { throw ConfigError(key: "\(k).chunk_mib", message: "must be positive") }
+            // Bounds keep every size in bytes well inside 64 bits (and off_t).
+            guard (1...ThinDiskConfig.largestMiB).contains(disk.chunkMiB) else {
+                throw ConfigError(key: "\(k).chunk_mib", message: "must be between 1 and \(ThinDiskConfig.largestMiB) MiB")
+            }
             guard (0...99).contains(disk.utilizationPercent) else { throw ConfigError(key: "\(k).utilization_percent", message: "must be between 0 and 99") }
-            guard (disk.maxSizeMiB ?? 1) > 0 else { throw ConfigError(key: "\(k).max_size_mib", message: "must be positive") }
+            guard (1...ThinDiskConfig.largestMiB).contains(disk.maxSizeMiB ?? 1) else {
+                throw ConfigError(key: "\(k).max_size_mib", message: "must be between 1 and \(ThinDiskConfig.largestMiB) MiB")
+            }
             result.append(disk)
         }
         return result

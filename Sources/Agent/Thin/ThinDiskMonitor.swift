@@ -6,22 +6,25 @@ import VMPulseCore
 
 /// Watches the configured thin disks. Each disk runs in its own task; this service routes
 /// the backend's events to them: a VM's monitor connecting (agent start, a VM appearing,
-/// a QEMU restart) binds the disks configured for it, and QEMU's `BLOCK_WRITE_THRESHOLD`
-/// and ENOSPC `BLOCK_IO_ERROR` go to the disks of that VM. Routing never waits on a disk,
-/// so one disk's slow extension delays no other. No polling, unless
+/// a QEMU restart) binds the disks configured for it, and QEMU's `BLOCK_WRITE_THRESHOLD`,
+/// ENOSPC `BLOCK_IO_ERROR` and `RESUME` go to the disks of that connection. Routing never
+/// waits on a disk, so one disk's slow extension delays no other. No polling, unless
 /// `thin.polling_interval` asks for it.
 public final class ThinDiskMonitor: Service, Sendable {
     private let backend: QMPBackend
     private let disks: [ThinDisk]
     private let pollingInterval: Double
     private let logger: Logger
+    /// How long graceful shutdown waits for extensions in flight before it stops them.
+    private let shutdownGrace: Duration
     public let status: ThinStatusStore
 
-    public init(config: AgentConfig, backend: QMPBackend, logger: Logger) {
+    public init(config: AgentConfig, backend: QMPBackend, logger: Logger, shutdownGrace: Duration = .seconds(10)) {
         let store = ThinStatusStore()
         self.status = store
         self.backend = backend
         self.logger = logger
+        self.shutdownGrace = shutdownGrace
         self.pollingInterval = config.thinPollingInterval
         disks = config.thinDisks.map { disk in
             let extender: any DiskExtender
@@ -36,11 +39,12 @@ public final class ThinDiskMonitor: Service, Sendable {
         }
     }
 
+    private enum Ended: Sendable { case disk, grace, timerCancelled }
+
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            for disk in disks { group.addTask { await disk.run() } }
-            // Routing ends with the event stream, or on graceful shutdown; then every disk
-            // finishes the input in hand and stops.
+        await withTaskGroup(of: Ended.self) { group in
+            for disk in disks { group.addTask { await disk.run(); return .disk } }
+            // Routing ends with the event stream, or on graceful shutdown.
             await cancelWhenGracefulShutdown { [self] in
                 await withTaskGroup(of: Void.self) { routing in
                     routing.addTask { await self.route() }
@@ -49,35 +53,63 @@ public final class ThinDiskMonitor: Service, Sendable {
                     routing.cancelAll()
                 }
             }
+            // Every disk finishes the input in hand; an extension in flight gets the grace
+            // period, then is stopped (a command is killed with its process group).
             for disk in disks { disk.finish() }
+            let grace = shutdownGrace
+            group.addTask { (try? await Task.sleep(for: grace)) != nil ? .grace : .timerCancelled }
+            var running = disks.count
+            while running > 0, let ended = await group.next() {
+                switch ended {
+                case .disk: running -= 1
+                case .grace:
+                    logger.warning("thin disks: an extension is still running \(grace) after the stop; stopping it")
+                    group.cancelAll()
+                case .timerCancelled: break
+                }
+            }
+            group.cancelAll()
         }
     }
 
-    /// Hands each event to the disks it concerns. The table of which disks belong to which
-    /// socket is this loop's own, so bindings follow the events' order exactly.
+    /// Hands each event to the disks it concerns. Which disks belong to which connection
+    /// is this loop's own table, so bindings follow the events' order exactly.
     private func route() async {
-        var bound: [String: [ThinDisk]] = [:]
+        var bound: [Int: (socket: String, disks: [ThinDisk])] = [:]
         for await event in backend.events {
-            let socket = event.socketPath
+            let connection = event.connection
             switch event.kind {
             case .connected(let name, let uuid):
                 let mine = disks.filter { $0.config.vm == name || (!uuid.isEmpty && $0.config.vm == uuid) }
-                bound[socket] = mine.isEmpty ? nil : mine
-                for disk in mine { disk.send(.connected(socket: socket, connection: event.connection, name: name, uuid: uuid)) }
+                // The identity can be learned late (the monitor was slow to answer): disks
+                // bound under the name the socket gave, and not this one, are let go.
+                for disk in bound[connection]?.disks ?? [] where !mine.contains(where: { $0 === disk }) {
+                    disk.send(.disconnected(connection: connection))
+                }
+                bound[connection] = mine.isEmpty ? nil : (event.socketPath, mine)
+                for disk in mine { disk.send(.connected(socket: event.socketPath, connection: connection, name: name, uuid: uuid)) }
             case .disconnected:
-                for disk in bound[socket] ?? [] { disk.send(.disconnected(socket: socket, connection: event.connection)) }
-            case .qmp(let e) where e.name == "BLOCK_WRITE_THRESHOLD":
-                let node = e.data["node-name"]?.stringValue
-                let mine = bound[socket] ?? []
-                if mine.isEmpty { logger.debug("write threshold event for node \(node ?? "?") of \(socket), which no thin disk watches") }
-                for disk in mine { disk.send(.thresholdCrossed(socket: socket, node: node, at: event.receivedAt)) }
-            case .qmp(let e) where e.name == "BLOCK_IO_ERROR":
-                guard e.data["nospace"]?.boolValue == true, e.data["action"]?.stringValue == "stop" else { continue }
-                let node = e.data["node-name"]?.stringValue
-                let device = e.data["device"]?.stringValue ?? ""
-                for disk in bound[socket] ?? [] { disk.send(.pausedNoSpace(socket: socket, node: node, device: device, at: event.receivedAt)) }
-            default:
-                continue
+                for disk in bound.removeValue(forKey: connection)?.disks ?? [] { disk.send(.disconnected(connection: connection)) }
+            case .qmp(let e):
+                guard let mine = bound[connection]?.disks else {
+                    if e.name == "BLOCK_WRITE_THRESHOLD" {
+                        logger.debug("write threshold event on \(event.socketPath), where no thin disk is watched")
+                    }
+                    continue
+                }
+                switch e.name {
+                case "BLOCK_WRITE_THRESHOLD":
+                    let node = e.data["node-name"]?.stringValue
+                    for disk in mine { disk.send(.thresholdCrossed(connection: connection, node: node, at: event.receivedAt)) }
+                case "BLOCK_IO_ERROR" where e.data["nospace"]?.boolValue == true && e.data["action"]?.stringValue == "stop":
+                    let node = e.data["node-name"]?.stringValue
+                    let device = e.data["device"]?.stringValue ?? ""
+                    for disk in mine { disk.send(.pausedNoSpace(connection: connection, node: node, device: device, at: event.receivedAt)) }
+                case "RESUME":
+                    for disk in mine { disk.send(.vmResumed(connection: connection)) }
+                default:
+                    continue
+                }
             }
         }
     }

@@ -45,13 +45,17 @@ extension ThinDiskReading {
     }
 
     /// Whether the guest is paused out of space on the drive whose root node is `formatNode`.
+    /// Not when any drive reports a failure (`failed`): the pause may be that drive's, and
+    /// resuming the guest onto a failing disk is not the agent's call.
     static func noSpace(formatNode: String, block: JSONValue, status: JSONValue) throws(QMPError) -> Bool {
         guard try ReplyReader(command: "query-status", value: status).object().string("status") == "io-error" else { return false }
+        var mine = false
         for entry in try ReplyReader(command: "query-block", value: block).array() {
-            guard try entry.optionalMember("inserted")?.optionalString("node-name") == formatNode else { continue }
-            return try entry.optionalString("io-status") == "nospace"
+            let ioStatus = try entry.optionalString("io-status")
+            if ioStatus == "failed" { return false }
+            if try entry.optionalMember("inserted")?.optionalString("node-name") == formatNode { mine = ioStatus == "nospace" }
         }
-        return false
+        return mine
     }
 }
 

@@ -30,6 +30,10 @@ actor QMPMachine {
     }
 
     private let events: AsyncStream<MachineEvent>.Continuation
+    /// The current connection's number, and the identity announced for it.
+    private var connection = 0
+    private struct Identity: Equatable { var name, uuid: String }
+    private var announced: Identity?
 
     init(socketPath: String, options: QMPBackend.Options, logger: Logger, events: AsyncStream<MachineEvent>.Continuation) {
         self.socketPath = socketPath
@@ -218,14 +222,37 @@ actor QMPMachine {
         let path = socketPath
         let timeout = options.timeout
         let connection = MachineEvent.newConnection()
+        self.connection = connection
+        announced = nil
         Task {
-            let (name, uuid) = await self.identity(of: client, timeout: timeout)
-            sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .connected(name: name, uuid: uuid), receivedAt: MonotonicTime.now()))
+            await self.askIdentity(on: client, timeout: timeout)
+            await self.announce(connection: connection)
             for await event in client.events {
                 sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .qmp(event), receivedAt: MonotonicTime.now()))
             }
             sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .disconnected, receivedAt: MonotonicTime.now()))
         }
+    }
+
+    /// Asks QEMU for the VM's name and UUID on `client`'s connection, unless the command
+    /// line said them.
+    private func askIdentity(on client: QMPClient, timeout: Duration) async {
+        guard name == nil, self.client === client else { return }
+        let replies = await QMPReplies.run([Self.queryName, Self.queryUUID], on: client, timeout: timeout)
+        var errors: [String] = []
+        learnIdentity(from: replies, errors: &errors)
+        if !errors.isEmpty { logger.warning("\(fallbackName): \(errors.joined(separator: "; ")); known by its socket's name until it answers") }
+    }
+
+    /// Yields `connected` for the current connection, again whenever its identity changes
+    /// (learned late, after a monitor that was slow to answer).
+    private func announce(connection: Int) {
+        guard connection == self.connection else { return }
+        let identity = Identity(name: name ?? fallbackName, uuid: uuid ?? "")
+        guard identity != announced else { return }
+        announced = identity
+        events.yield(MachineEvent(socketPath: socketPath, connection: connection, kind: .connected(name: identity.name, uuid: identity.uuid),
+                                  receivedAt: MonotonicTime.now()))
     }
 
     /// Runs queries on the VM's monitor in one write (connecting if need be); a monitor
@@ -241,17 +268,6 @@ actor QMPMachine {
     func execute(_ command: String, arguments: [String: JSONValue]?, timeout: Duration) async throws(QMPError) -> JSONValue {
         let client = try await connected(timeout: timeout).get()
         return try await client.execute(command, arguments: arguments, timeout: timeout)
-    }
-
-    /// The VM's name and UUID on `client`'s connection, asking QEMU when the command line did not say.
-    private func identity(of client: QMPClient, timeout: Duration) async -> (name: String, uuid: String) {
-        if name == nil, self.client === client {
-            let replies = await QMPReplies.run([Self.queryName, Self.queryUUID], on: client, timeout: timeout)
-            var errors: [String] = []
-            learnIdentity(from: replies, errors: &errors)
-            if !errors.isEmpty { logger.warning("\(fallbackName): \(errors.joined(separator: "; ")); known by its socket's name until it answers") }
-        }
-        return (name ?? fallbackName, uuid ?? "")
     }
 
     /// What QEMU's command line says needs no monitor command: the name and UUID
@@ -304,6 +320,7 @@ actor QMPMachine {
             let nameReply = ReplyReader(command: "query-name", value: try replies.reply(Self.queryName))
             name = try nameReply.object().optionalString("name") ?? fallbackName
             uuid = try ReplyReader(command: "query-uuid", value: try replies.reply(Self.queryUUID)).object().string("UUID")
+            if announced != nil { announce(connection: connection) }
         } catch {
             errors.append("identity: \(error)")
         }

@@ -1,12 +1,13 @@
 /// The life of one thin disk, as a state machine that takes events and a time and
 /// returns what to do. It does no I/O and reads no clock, so it is tested with an
-/// injected time; the agent's `ThinDisk` performs the actions.
+/// injected time; the agent's `ThinDisk` performs the actions and reports back.
 ///
 /// Extension is event-driven: the mark is set with `block-set-write-threshold`, and
 /// QEMU's one-shot `BLOCK_WRITE_THRESHOLD` (or an ENOSPC pause) starts an extension.
-/// One extension at a time: events while extending are absorbed. After an extension
-/// the disk is read again before the next mark is set, because the guest may have
-/// written past the new mark while the device grew.
+/// One extension at a time: crossings while extending are absorbed, a pause while
+/// extending is resumed when the extension ends. After an extension the disk is read
+/// again before the next mark is set, because the guest may have written past the new
+/// mark while the device grew.
 public struct ThinDiskMachine: Sendable {
     public enum State: Sendable, Equatable {
         /// No mark: not bound to a running VM yet, or reading the disk.
@@ -18,7 +19,7 @@ public struct ThinDiskMachine: Sendable {
         case exceeded
         /// Growing the device to `target` since `since` (seconds on the caller's clock).
         case extending(target: UInt64, since: Double)
-        /// An extension or a read failed; the disk is read again at `retryAt`.
+        /// Something failed; the disk is read again at `retryAt`.
         case backoff(retryAt: Double, reason: String)
         /// At its maximum size, or unusable: no mark, no extension.
         case disabled(reason: String)
@@ -37,8 +38,8 @@ public struct ThinDiskMachine: Sendable {
 
     public enum Event: Sendable, Equatable {
         /// The disk as read now: the device's size, the highest offset written on the
-        /// watched node, the guest-visible capacity when known, and whether QEMU says the
-        /// guest is paused out of space on it (an ENOSPC pause nobody saw the event of).
+        /// watched node, the guest-visible capacity when known, and whether the guest is
+        /// paused out of space on it (an ENOSPC pause nobody saw the event of).
         case observed(physical: UInt64, allocation: UInt64, capacity: UInt64?, noSpace: Bool = false)
         /// QEMU's BLOCK_WRITE_THRESHOLD for this disk.
         case thresholdCrossed
@@ -49,12 +50,16 @@ public struct ThinDiskMachine: Sendable {
         case extensionFailed(reason: String)
         /// The disk cannot be used (its node is unknown, say).
         case unusable(reason: String)
-        /// Reading the disk or setting its mark failed (the monitor did not answer, say).
+        /// Reading the disk, setting its mark or resuming the guest failed (the monitor
+        /// did not answer, say).
         case observationFailed(reason: String)
         /// The time asked for by `.scheduleRetry` has come.
         case retryDue
         /// The guest was paused out of space and has been resumed (`cont`).
         case resumed
+        /// The guest turned out not to be paused on an I/O error any more (someone else
+        /// resumed it): nothing to resume.
+        case notPaused
     }
 
     public enum Action: Sendable, Equatable {
@@ -64,7 +69,8 @@ public struct ThinDiskMachine: Sendable {
         case extend(to: UInt64)
         /// Read the device size and allocation and feed `.observed`.
         case observe
-        /// Resume the VM if (and only if) it is paused on an I/O error.
+        /// Resume the VM if (and only if) it is paused on an I/O error; feed `.resumed`,
+        /// `.notPaused` or `.observationFailed`.
         case resumeIfPausedOnIOError
         /// Feed `.retryDue` at this time.
         case scheduleRetry(at: Double)
@@ -83,8 +89,10 @@ public struct ThinDiskMachine: Sendable {
     public private(set) var pausesRecovered = 0
     /// Seconds the last extension took, from its start to the verified new size.
     public private(set) var lastExtensionSeconds: Double?
-    /// The guest is paused out of space: resume it after the next extension.
+    /// The guest is paused out of space and not resumed yet.
     public private(set) var pausedForSpace = false
+    /// An extension ended since the guest paused: there is room, it only needs resuming.
+    private var roomSincePause = false
     private var consecutiveFailures = 0
 
     public init(policy: ThinPolicy) {
@@ -96,15 +104,27 @@ public struct ThinDiskMachine: Sendable {
         switch (event, state) {
         case (.resumed, _):
             pausesRecovered += 1
+            pausedForSpace = false
+            roomSincePause = false
+            return []
+        case (.notPaused, _):
+            pausedForSpace = false
+            roomSincePause = false
             return []
 
         case (.unusable(let reason), _):
             state = .disabled(reason: reason)
             return []
 
-        case (.observed(let size, let allocation, let capacity, let noSpace), .unset), (.observed(let size, let allocation, let capacity, let noSpace), .set),
-             (.observed(let size, let allocation, let capacity, let noSpace), .exceeded), (.observed(let size, let allocation, let capacity, let noSpace), .backoff):
-            if noSpace { pausedForSpace = true }
+        case (.observed(_, _, _, let noSpace), .extending):
+            // The size is about to change: only note a pause, the extension's end resumes it.
+            if noSpace { notePause() }
+            return []
+        case (.observed(let size, let allocation, let capacity, let noSpace), .unset),
+             (.observed(let size, let allocation, let capacity, let noSpace), .set),
+             (.observed(let size, let allocation, let capacity, let noSpace), .exceeded),
+             (.observed(let size, let allocation, let capacity, let noSpace), .backoff):
+            if noSpace { notePause() }
             return observed(physical: size, allocation: allocation, capacity: capacity, now: now)
 
         case (.thresholdCrossed, .set):
@@ -113,19 +133,18 @@ public struct ThinDiskMachine: Sendable {
             state = .exceeded
             return [.observe]
 
-        case (.pausedNoSpace, .disabled):
-            pausedForSpace = true
-            return []  // nothing to grow: the guest stays paused until an operator acts
         case (.pausedNoSpace, .set):
-            pausedForSpace = true
+            notePause()
             return startExtension(now: now)
         case (.pausedNoSpace, .unset):
             // The size is not known (or not known to be current): read it first.
-            pausedForSpace = true
+            notePause()
             state = .exceeded
             return [.observe]
         case (.pausedNoSpace, _):
-            pausedForSpace = true  // extending, or reading, or waiting to retry: resume when it grew
+            // Extending (its end makes room), reading, waiting to retry, or disabled at
+            // the maximum (the guest stays paused until an operator acts).
+            notePause()
             return []
 
         case (.extended(let size), .extending(let target, let since)):
@@ -138,9 +157,9 @@ public struct ThinDiskMachine: Sendable {
             lastExtensionSeconds = now - since
             state = .unset
             guard pausedForSpace else { return [.observe] }
-            // Resume first: QEMU reports the drive out of space (io-status) until `cont`,
-            // and the read that follows must not take the old pause for a new one.
-            pausedForSpace = false
+            // Resume first: the read that follows must find the guest running, not take the
+            // old pause for a new one.
+            roomSincePause = true
             return [.resumeIfPausedOnIOError, .observe]
 
         case (.extensionFailed(let reason), .extending):
@@ -148,34 +167,51 @@ public struct ThinDiskMachine: Sendable {
 
         case (.observationFailed(let reason), .unset), (.observationFailed(let reason), .exceeded),
              (.observationFailed(let reason), .set), (.observationFailed(let reason), .backoff):
-            return fail("cannot read the disk or set its mark: \(reason)", now: now)
+            return fail(reason, now: now)
 
-        case (.retryDue, .backoff(let retryAt, _)) where now >= retryAt:
+        case (.retryDue, .backoff(let retryAt, _)):
+            // A timer that woke early (a clock that jumped, say) is set again, not dropped.
+            guard now >= retryAt else { return [.scheduleRetry(at: retryAt)] }
             state = .unset
             return [.observe]
 
         default:
-            return []  // a crossing while extending, a late result, a stale retry
+            return []  // a crossing while extending, a late result
         }
     }
 
-    /// The VM went away (or its monitor did): start over when it is back, keeping the counts.
-    /// A disk disabled for its node or size is looked at again then too.
+    /// The VM went away (or its monitor did): start over when it is back, keeping the
+    /// counts. A disk disabled for its node or size is looked at again then too. An
+    /// extension in flight goes on (the device is not the VM's): its end is still awaited.
     public mutating func reset() {
+        if case .extending = state { return }
         state = .unset
         pausedForSpace = false
+        roomSincePause = false
         consecutiveFailures = 0
+    }
+
+    private mutating func notePause() {
+        guard !pausedForSpace else { return }
+        pausedForSpace = true
+        roomSincePause = false
     }
 
     private mutating func observed(physical size: UInt64, allocation: UInt64, capacity: UInt64?, now: Double) -> [Action] {
         physical = size
-        if maximum == nil { maximum = policy.maximum(capacity: capacity) }
+        // Learned again on every read: a disk resized with block_resize gets a new maximum.
+        maximum = policy.maximum(capacity: capacity) ?? maximum
         guard let maximum else {
             state = .disabled(reason: "the disk's capacity is unknown; set max_size_mib")
             return [.clearMark]
         }
         let m = policy.mark(physical: size)
         mark = m
+        if pausedForSpace && roomSincePause && allocation < m {
+            // Grown since the pause, but resuming failed: resume, do not grow again.
+            state = .set(mark: m)
+            return [.setMark(m), .resumeIfPausedOnIOError]
+        }
         // A paused guest needs room whatever the mark says; a crossed mark needs it soon.
         if pausedForSpace || allocation >= m { return startExtension(now: now) }
         if size >= maximum {

@@ -25,7 +25,7 @@ public struct ThinPolicy: Sendable, Equatable {
 
     /// The size to extend a device of `physical` bytes to, never past `maximum`.
     public func nextSize(physical: UInt64, maximum: UInt64) -> UInt64 {
-        min(physical &+ chunk, maximum)
+        physical >= maximum || maximum - physical <= chunk ? maximum : physical + chunk
     }
 
     /// The maximum for a disk the guest sees as `capacity` bytes.
