@@ -7,7 +7,7 @@ public struct MachineEvent: Sendable {
     public enum Kind: Sendable {
         /// vmpulse (re)connected to the VM's monitor: a new VM, or a new QEMU behind the
         /// socket. `name` and `uuid` are the VM's (the socket's name and "" when QEMU
-        /// could not be asked in time).
+        /// could not be asked in time; then sent again, same connection, once learned).
         case connected(name: String, uuid: String)
         /// An asynchronous QMP event (`BLOCK_WRITE_THRESHOLD`, `BLOCK_IO_ERROR`, `STOP`, ...).
         case qmp(QMPEvent)
@@ -20,7 +20,7 @@ public struct MachineEvent: Sendable {
     /// connection to the same socket is told apart from the current one.
     public var connection: Int
     public var kind: Kind
-    /// When vmpulse read it off the monitor (`MonotonicTime` seconds).
+    /// When vmpulse handed it on, moments after reading it off the monitor (`MonotonicTime` seconds).
     public var receivedAt: Double
 
     public init(socketPath: String, connection: Int, kind: Kind, receivedAt: Double) {
