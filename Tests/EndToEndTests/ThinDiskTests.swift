@@ -168,6 +168,28 @@ import VMPulseTestSupport
         #expect(try await agent.stop() == 0)
     }
 
+    @Test func thePollingFallbackExtendsWithoutActingOnTheEvent() async throws {
+        let bed = try TestBed(prefix: "thinpoll")
+        defer { bed.shutdown() }
+        let fixture = try ThinDiskFixture(directory: bed.directory, physicalMiB: 64, capacityMiB: 1024)
+        defer { fixture.detach() }
+        // Polling mode takes the event only as the time of the crossing: only a poll extends.
+        let agent = try Self.agent(bed, yaml: "thin:\n  polling_interval: 0.5\n" + Self.thinYAML(vm: "thin6", fixture: fixture, chunkMiB: 64))
+        try await agent.waitReady()
+        let guest = try bed.launch(fixture.guest(named: "thin6"))
+        try await guest.waitReady()
+        _ = try await Self.waitDisk(agent, Self.state("set"))
+        let shell = try await guest.shell()
+        try await shell.check("dd if=/dev/zero of=/dev/vda bs=1M count=20 oflag=direct 2>/dev/null")  // past the 12.8 MiB mark, not the end
+        await shell.close()
+        let disk = try await Self.waitDisk(agent, timeout: .seconds(10)) { $0["extensions"]?.int64Value == 1 && $0["state"]?.stringValue == "set" }
+        #expect(fixture.sizeBytes == 128 * Self.mib)
+        #expect(disk["pauses_recovered"]?.int64Value == 0)
+        // The cycle is timed from the crossing the event reported to the mark the poll set.
+        #expect(disk["recent_cycles_ms"]?.arrayValue?.count == 1)
+        #expect(try await agent.stop() == 0)
+    }
+
     @Test func aGuestPausedForAnotherReasonIsLeftAlone() async throws {
         let bed = try TestBed(prefix: "thinstop")
         defer { bed.shutdown() }

@@ -23,11 +23,6 @@ public struct CommandExtender: DiskExtender {
         self.logger = logger
     }
 
-    public func currentSize() async throws(ExtenderError) -> UInt64 {
-        let device = self.device
-        return try await Blocking.run { () throws(ExtenderError) in try DeviceSize.bytes(device) }
-    }
-
     public func extend(to size: UInt64, request: ExtensionRequest) async throws(ExtenderError) {
         let group = ProgramGroup()
         let input = try Self.requestFile(request.lines)

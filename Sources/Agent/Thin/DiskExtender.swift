@@ -10,10 +10,20 @@ public struct ExtenderError: Error, Sendable, Equatable, CustomStringConvertible
 
 /// Grows the storage under a thin disk.
 public protocol DiskExtender: Sendable {
+    /// The block device (or file) that grows.
+    var device: String { get }
     /// Grows the device to at least `size` bytes (never shrinks it).
     func extend(to size: UInt64, request: ExtensionRequest) async throws(ExtenderError)
     /// The device's size now, in bytes.
     func currentSize() async throws(ExtenderError) -> UInt64
+}
+
+extension DiskExtender {
+    /// The device's size as the kernel says (BLKGETSIZE64, or a file's length).
+    public func currentSize() async throws(ExtenderError) -> UInt64 {
+        let device = self.device
+        return try await Blocking.run { () throws(ExtenderError) in try DeviceSize.bytes(device) }
+    }
 }
 
 /// Runs blocking system calls on NIO's thread pool: a call on storage that hangs (a dead
@@ -85,11 +95,6 @@ public struct LoopDeviceExtender: DiskExtender {
     public init(device: String, file: String) {
         self.device = device
         self.file = file
-    }
-
-    public func currentSize() async throws(ExtenderError) -> UInt64 {
-        let device = self.device
-        return try await Blocking.run { () throws(ExtenderError) in try DeviceSize.bytes(device) }
     }
 
     public func extend(to size: UInt64, request: ExtensionRequest) async throws(ExtenderError) {
