@@ -26,7 +26,8 @@ public enum APIServer {
             response(ThinEndpoint.answer(thin.all()))
         }
         router.get("/v1/health") { _, _ -> Response in
-            response(HealthEndpoint.answer(ledger: ledger.status, hostError: sampler.hostError.withLock { $0 }, vms: store.current().count))
+            response(HealthEndpoint.answer(ledger: ledger.status, hostError: sampler.hostError.withLock { $0 }, vms: store.current().count,
+                                           identityConflicts: sampler.identities.conflicts))
         }
         return Application(
             router: router,
@@ -47,15 +48,22 @@ public enum APIServer {
 }
 
 /// `GET /v1/health`: the agent, its ledger and its host, as JSON. 200 when all is
-/// well, 503 with `"status": "degraded"` when the ledger or the socket directory is not.
+/// well, 503 with `"status": "degraded"` when the ledger or the socket directory is not, or
+/// when two running VMs claim one identity (`identity_conflicts`).
 public enum HealthEndpoint {
-    public static func answer(ledger: LedgerStatus, hostError: String?, vms: Int) -> StatsEndpoint.Answer {
-        let degraded = ledger.state != .ok || hostError != nil
+    public static func answer(ledger: LedgerStatus, hostError: String?, vms: Int,
+                              identityConflicts: [LedgerKeys.Conflict] = []) -> StatsEndpoint.Answer {
+        let degraded = ledger.state != .ok || hostError != nil || !identityConflicts.isEmpty
         var ledgerObject: [String: JSONValue] = ["state": .string(ledger.state.rawValue), "pending_periods": .int(Int64(ledger.pendingPeriods))]
         if let p = ledger.problem { ledgerObject["problem"] = .string(p) }
         if let w = ledger.lastWrite { ledgerObject["last_write"] = .double(w) }
         var body: [String: JSONValue] = ["status": .string(degraded ? "degraded" : "ok"), "vms": .int(Int64(vms)), "ledger": .object(ledgerObject)]
         if let hostError { body["host_problem"] = .string(hostError) }
+        if !identityConflicts.isEmpty {
+            body["identity_conflicts"] = .array(identityConflicts.map { c in
+                .object(["claim": .string(c.claim), "sockets": .array(c.sockets.map { .string($0) }), "problem": .string(c.description)])
+            })
+        }
         return StatsEndpoint.Answer(status: degraded ? 503 : 200, contentType: "application/json", body: JSONText.serialize(.object(body)) + "\n")
     }
 }

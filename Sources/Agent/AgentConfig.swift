@@ -20,6 +20,17 @@ public struct AgentConfig: Sendable, Equatable {
     public var latencyHistograms = true
     /// Histogram bin boundaries, in microseconds.
     public var histogramBoundariesUs: [Int] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000]
+    /// The largest boundary accepted: one hour, in microseconds.
+    public static let maxHistogramBoundaryUs = 3_600_000_000
+    /// The boundaries in nanoseconds, as QEMU takes them (only those that fit, should a
+    /// configuration built in code skip `validate`).
+    public var histogramBoundariesNs: [UInt64] {
+        histogramBoundariesUs.compactMap { us in
+            guard us > 0 else { return nil }
+            let (ns, overflow) = UInt64(us).multipliedReportingOverflow(by: 1000)
+            return overflow ? nil : ns
+        }
+    }
     /// Seconds per billing period.
     public var period = 3600
     /// Seconds between ledger writes.
@@ -67,9 +78,11 @@ public struct AgentConfig: Sendable, Equatable {
         }
         guard sampleRetention >= 0 else { throw ConfigError(key: "ledger.sample_retention", message: "must not be negative") }
         guard !histogramBoundariesUs.isEmpty, histogramBoundariesUs.count <= 64,
-              zip(histogramBoundariesUs, histogramBoundariesUs.dropFirst()).allSatisfy({ $0 < $1 }), (histogramBoundariesUs.first ?? 0) > 0
+              zip(histogramBoundariesUs, histogramBoundariesUs.dropFirst()).allSatisfy({ $0 < $1 }), (histogramBoundariesUs.first ?? 0) > 0,
+              (histogramBoundariesUs.last ?? 0) <= Self.maxHistogramBoundaryUs
         else {
-            throw ConfigError(key: "io.histogram_boundaries_us", message: "must be 1 to 64 positive, increasing numbers")
+            throw ConfigError(key: "io.histogram_boundaries_us",
+                              message: "must be 1 to 64 increasing numbers of microseconds, from 1 to \(Self.maxHistogramBoundaryUs) (one hour), got \(histogramBoundariesUs)")
         }
     }
 }

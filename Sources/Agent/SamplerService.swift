@@ -15,6 +15,8 @@ public final class SamplerService: Service, Sendable {
     let logger: Logger
     /// The last problem with the host (socket directory), for the health view.
     public let hostError = Mutex<String?>(nil)
+    /// The live VMs' ledger keys and identity conflicts.
+    public let identities: IdentityRegistry
 
     public init(backend: QMPBackend, config: AgentConfig, store: SnapshotStore, observations: AsyncStream<Observation>.Continuation, logger: Logger) {
         self.backend = backend
@@ -22,6 +24,7 @@ public final class SamplerService: Service, Sendable {
         self.store = store
         self.observations = observations
         self.logger = logger
+        self.identities = IdentityRegistry(logger: logger)
     }
 
     private let samplers = Mutex<[String: VMSampler]>([:])
@@ -62,11 +65,13 @@ public final class SamplerService: Service, Sendable {
         let present = Set(await backend.socketPaths)
         samplers.withLock { all in
             for path in present where all[path] == nil {
-                all[path] = VMSampler(socketPath: path, backend: backend, config: config, store: store, observations: observations, logger: logger)
+                all[path] = VMSampler(socketPath: path, backend: backend, config: config, store: store, identities: identities,
+                                      observations: observations, logger: logger)
             }
             for path in all.keys where !present.contains(path) {
                 all.removeValue(forKey: path)
                 store.remove(socketPath: path)
+                identities.remove(socket: path)
             }
         }
     }
@@ -78,7 +83,10 @@ public final class SamplerService: Service, Sendable {
             guard busy.withLock({ $0.insert(path).inserted }) else { continue }
             let task = Task { [self] in
                 let alive = await sampler.pass()
-                if !alive { _ = samplers.withLock { $0.removeValue(forKey: path) } }
+                if !alive {
+                    _ = samplers.withLock { $0.removeValue(forKey: path) }
+                    identities.remove(socket: path)
+                }
                 _ = busy.withLock { $0.remove(path) }
                 _ = passes.withLock { $0.removeValue(forKey: path) }
             }

@@ -15,6 +15,11 @@ actor VMSampler {
     private let observations: AsyncStream<Observation>.Continuation
     private let logger: Logger
     private let boundaries: [UInt64]?
+    private let identities: IdentityRegistry
+    /// The key the last pass found; a VM is billed only once the same key held for two
+    /// passes in a row, so that every live VM's claim is known (all VMs pass on the
+    /// first tick) before anything is billed under a key another VM might share.
+    private var settledKey: String?
 
     private var windows: [String: IOWindows] = [:]
     private var full: StatsRecord?
@@ -25,25 +30,28 @@ actor VMSampler {
     /// Every group but `io`, which the I/O pass builds.
     static let fullGroups: [StatsGroup] = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .iothread]
 
-    init(socketPath: String, backend: QMPBackend, config: AgentConfig, store: SnapshotStore,
+    init(socketPath: String, backend: QMPBackend, config: AgentConfig, store: SnapshotStore, identities: IdentityRegistry,
          observations: AsyncStream<Observation>.Continuation, logger: Logger) {
+        self.identities = identities
         self.socketPath = socketPath
         self.backend = backend
         self.config = config
         self.store = store
         self.observations = observations
         self.logger = logger
-        self.boundaries = config.latencyHistograms ? config.histogramBoundariesUs.map { UInt64($0) * 1000 } : nil
+        self.boundaries = config.latencyHistograms ? config.histogramBoundariesNs : nil
     }
 
     /// One I/O pass (and a full pass when one is due). Returns false when the VM is gone.
     func pass() async -> Bool {
         guard let reading = await backend.readIO(socketPath: socketPath, histogramBoundaries: boundaries) else {
-            logger.info("VM behind \(socketPath) is gone")
+            logger.debug("VM behind \(socketPath) is gone")
             store.remove(socketPath: socketPath)
             return false
         }
         var errors: [String] = []
+        let (key, conflict) = identities.update(socket: socketPath, claim: reading.claim)
+        if let conflict { errors.append("identity: \(conflict)") }
         if let error = reading.error {
             errors.append(error)
             if wasResponsive { logger.warning("\(reading.name) does not answer: \(error)") }
@@ -52,8 +60,9 @@ actor VMSampler {
             if !wasResponsive { logger.info("\(reading.name) answers again") }
             wasResponsive = true
             lastAnswer = reading.time
-            account(reading)
+            account(reading, key: key == settledKey ? key : nil)
         }
+        settledKey = key
         if reading.time - lastFull >= config.fullInterval {
             lastFull = reading.time
             guard let record = await backend.collect(socketPath: socketPath, groups: Self.fullGroups) else {
@@ -70,15 +79,16 @@ actor VMSampler {
         return true
     }
 
-    private func account(_ reading: VMIOReading) {
+    /// Keeps the windows and hands the readings to accounting under `key` (none without one).
+    private func account(_ reading: VMIOReading, key: String?) {
         var seen: Set<String> = []
         for disk in reading.disks {
             seen.insert(disk.name)
             windows[disk.name, default: IOWindows()].record(
                 IOSample(time: reading.time, counters: disk.counters, histograms: disk.histograms, idleTimeNs: disk.idleTimeNs))
-            guard let instance = reading.instance else { continue }
+            guard let instance = reading.instance, let key else { continue }
             observations.yield(Observation(
-                key: DiskKey(vmUUID: reading.ledgerID, disk: disk.name), vmName: reading.name, diskPath: disk.path,
+                key: DiskKey(vmUUID: key, disk: disk.name), vmName: reading.name, diskPath: disk.path,
                 instance: instance, counters: disk.counters, time: reading.wallTime))
         }
         for gone in windows.keys where !seen.contains(gone) { windows.removeValue(forKey: gone) }

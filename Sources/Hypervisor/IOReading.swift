@@ -29,10 +29,14 @@ public struct VMIOReading: Sendable {
 
     public var isResponsive: Bool { error == nil }
 
-    /// The key the ledger files this VM's disks under: the UUID, or `name:NAME` for a
-    /// VM started without one (QEMU's default UUID is all zeros and would collide).
-    public var ledgerID: String {
-        uuid.isEmpty || uuid == "00000000-0000-0000-0000-000000000000" ? "name:" + name : uuid
+    /// Whether `name` and `uuid` are QEMU's own (both learned); until then they are the
+    /// socket's name and "", and nothing is billed under them.
+    public var identityKnown: Bool = false
+
+    /// What the VM claims to be, for its ledger key (see `LedgerKeys`); nil until its
+    /// identity is known, so that nothing is billed under half an identity.
+    public var claim: String? {
+        identityKnown ? LedgerKeys.claim(name: name, uuid: uuid) : nil
     }
 }
 
@@ -55,10 +59,14 @@ extension ProcFS {
     /// When the host booted (Unix seconds), from /proc/stat; read once.
     static let bootTime: Double? = read("/proc/stat").flatMap(ProcBootTime.parse).map { Double($0) }
 
-    /// The QEMU process as an instance: pid and start time, unique for the host's uptime.
+    /// The host's boot id (`/proc/sys/kernel/random/boot_id`); read once.
+    static let bootID: String = read("/proc/sys/kernel/random/boot_id")
+        .map { $0.filter { !$0.isWhitespace } }.flatMap { $0.isEmpty ? nil : $0 } ?? "unknown-boot"
+
+    /// The QEMU process as an instance: pid, start time and boot id, unique for good.
     static func instance(pid: Int32) -> QEMUInstance? {
         guard let stat = try? processStat(pid: pid) else { return nil }
         let started = (bootTime ?? 0) + Double(stat.startTicks) / Double(clockTicksPerSecond)
-        return QEMUInstance(id: "\(pid)@\(stat.startTicks)", startedAt: started)
+        return QEMUInstance(pid: pid, startTicks: UInt64(stat.startTicks), bootID: bootID, startedAt: started)
     }
 }

@@ -35,6 +35,18 @@ struct AgentCommand: AsyncParsableCommand {
         if mkdir(settings.dataDirectory, 0o750) != 0 && errno != EEXIST {
             logger.error("cannot create the data directory \(settings.dataDirectory): \(String(cString: strerror(errno))); the ledger will be degraded")
         }
+        // One agent per host: a second one on the same ledger would bill every VM twice.
+        let lock: DataDirectoryLock?
+        do {
+            lock = try DataDirectoryLock(directory: settings.dataDirectory)
+        } catch {
+            var exists = stat()
+            guard stat(settings.dataDirectory, &exists) != 0 else {
+                Stderr.write("vmpulse agent: \(error)\n")
+                throw ExitCode.failure
+            }
+            lock = nil  // no directory, no ledger to protect: the ledger reports itself degraded
+        }
 
         var options = QMPBackend.Options()
         options.socketDirectory = settings.socketDirectory
@@ -60,6 +72,7 @@ struct AgentCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
+        withExtendedLifetime(lock) {}  // held until the group has stopped
     }
 }
 

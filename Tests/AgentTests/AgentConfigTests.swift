@@ -52,6 +52,10 @@ import Testing
         ("io:\n  latency_histograms: maybe", "io.latency_histograms", "expected true or false"),
         ("io:\n  histogram_boundaries_us: 5", "io.histogram_boundaries_us", "expected a list"),
         ("io:\n  histogram_boundaries_us: [5, 3]", "io.histogram_boundaries_us", "increasing"),
+        // Near 2^63 µs the conversion to ns would overflow (a trap before this bound).
+        ("io:\n  histogram_boundaries_us: [1, 9223372036854775807]", "io.histogram_boundaries_us", "one hour"),
+        ("io:\n  histogram_boundaries_us: [1, 3600000001]", "io.histogram_boundaries_us", "one hour"),
+        ("io:\n  histogram_boundaries_us: [-5, 3]", "io.histogram_boundaries_us", "increasing"),
         ("sampler: 3", "sampler", "expected a mapping"),
         ("listen: nowhere", "listen", "not HOST:PORT"),
         ("listen: 127.0.0.1:70000", "listen", "not HOST:PORT"),

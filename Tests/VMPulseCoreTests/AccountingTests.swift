@@ -121,3 +121,103 @@ import VMPulseCore
         #expect(written[.writeBytes] == bytes)
     }
 }
+
+/// Identity: keys that change, processes that share a key, ids from older ledgers, sums past 2^64.
+@Suite struct AccountingIdentityTests {
+    let a = QEMUInstance(id: "100@5@boot1", startedAt: 1_000)
+    let b = QEMUInstance(id: "200@9@boot1", startedAt: 1_010)
+
+    func reading(_ key: String, _ bytes: UInt64, at time: Double, _ instance: QEMUInstance) -> Observation {
+        Observation(key: DiskKey(vmUUID: key, disk: "drive0"), vmName: "vm", diskPath: "/d", instance: instance,
+                    counters: BlockCounters([.writeBytes: bytes]), time: time)
+    }
+
+    func loaded(_ cursors: [DiskKey: LedgerCursor] = [:], created: Double = 500) -> Accounting {
+        var acc = Accounting(periodSeconds: 3600)
+        acc.load(cursors: cursors, ledgerCreatedAt: created)
+        return acc
+    }
+
+    func billed(_ batch: LedgerBatch, key: String? = nil) -> UInt64 {
+        batch.usage.filter { key == nil || $0.key.vmUUID == key }.reduce(0) { $0 + $1.usage[.writeBytes] }
+    }
+
+    /// The bug this replaces: two processes filed under one key billed each other's whole
+    /// counters on every reading. Each is now billed its own counts only, even then.
+    @Test func twoProcessesUnderOneKeyAreEachBilledTheirOwnCounts() {
+        var acc = loaded()
+        for i in 1...10 {
+            acc.observe(reading("u", UInt64(i) * 1_000, at: 1_100 + Double(i), a))
+            acc.observe(reading("u", UInt64(i) * 7, at: 1_100.5 + Double(i), b))
+        }
+        #expect(billed(acc.batch()) == 10_000 + 70)
+    }
+
+    /// A VM moved to another key (a clone appeared, then went) goes on from where its
+    /// counters were: nothing lost, nothing twice.
+    @Test func aVMMovedBetweenKeysIsBilledEachByteOnce() {
+        var acc = loaded()
+        acc.observe(reading("u", 100, at: 1_100, a))
+        acc.observe(reading("u/a.sock", 250, at: 1_101, a))
+        acc.observe(reading("u/a.sock", 300, at: 1_102, a))
+        acc.observe(reading("u", 420, at: 1_103, a))
+        let batch = acc.batch()
+        #expect(billed(batch) == 420)
+        #expect(billed(batch, key: "u") == 100 + 120)
+        #expect(billed(batch, key: "u/a.sock") == 200)
+        #expect(batch.gaps.isEmpty)
+    }
+
+    /// After an agent restart the cursors come from the ledger, one per key: the newest
+    /// one of a process is where it goes on from, whatever key it is filed under now.
+    @Test func anAgentRestartedAfterAKeyChangeGoesOnFromTheNewestCursor() {
+        let k = { (key: String) in DiskKey(vmUUID: key, disk: "drive0") }
+        let persisted = [
+            k("u"): LedgerCursor(instance: a.id, counters: BlockCounters([.writeBytes: 100]), sampledAt: 1_100),  // stale
+            k("u/a.sock"): LedgerCursor(instance: a.id, counters: BlockCounters([.writeBytes: 300]), sampledAt: 1_102),
+            k("u/b.sock"): LedgerCursor(instance: b.id, counters: BlockCounters([.writeBytes: 50]), sampledAt: 1_102),
+        ]
+        var acc = loaded(persisted)
+        acc.observe(reading("u", 60, at: 1_200, b))  // b now holds the plain key
+        acc.observe(reading("u/a.sock", 310, at: 1_200, a))
+        #expect(billed(acc.batch(), key: "u") == 10)
+        #expect(billed(acc.batch(), key: "u/a.sock") == 10)
+        #expect(acc.batch().gaps.isEmpty)
+    }
+
+    /// Ledgers written before the boot id was part of an instance's id hold `PID@TICKS`.
+    @Test func aCursorFromAnOlderAgentIsTheSameProcessOnlyWithinItsLife() {
+        let legacy = LedgerCursor(instance: "100@5", counters: BlockCounters([.writeBytes: 1_000]), sampledAt: 1_050)
+        var acc = loaded([DiskKey(vmUUID: "u", disk: "drive0"): legacy])
+        acc.observe(reading("u", 1_500, at: 1_100, a))
+        #expect(billed(acc.batch()) == 500)
+        // The same pid and start ticks after a reboot (the cursor predates the process): a new process.
+        let rebooted = QEMUInstance(id: "100@5@boot2", startedAt: 2_000)
+        var again = loaded([DiskKey(vmUUID: "u", disk: "drive0"): legacy])
+        again.observe(reading("u", 40, at: 2_010, rebooted))
+        #expect(billed(again.batch()) == 40)
+        #expect(again.batch().gaps.count == 1)
+    }
+
+    /// A process that ran beside the key's previous one (it started before the ledger
+    /// existed) is not billed for its whole past.
+    @Test func aProcessOlderThanTheLedgerIsNotBilledForItsPast() {
+        let old = QEMUInstance(id: "300@1@boot1", startedAt: 100)
+        var acc = loaded()
+        acc.observe(reading("u", 100, at: 1_100, a))
+        acc.observe(reading("u", 5_000_000, at: 1_101, old))
+        acc.observe(reading("u", 5_000_100, at: 1_102, old))
+        #expect(billed(acc.batch()) == 100 + 100)
+    }
+
+    /// Counters near 2^64 from a lying peer: a period's total never wraps round.
+    @Test func aPeriodTotalPast2To64IsRefusedNotWrapped() {
+        var acc = loaded()
+        let p1 = QEMUInstance(id: "1@1@b", startedAt: 1_000), p2 = QEMUInstance(id: "2@2@b", startedAt: 1_001)
+        acc.observe(reading("u", UInt64.max - 10, at: 1_100, p1))
+        acc.observe(reading("u", UInt64.max - 10, at: 1_101, p2))  // a "restart": another 2^64 - 11
+        let batch = acc.batch()
+        #expect(billed(batch) == UInt64.max - 10)
+        #expect(batch.gaps.contains { $0.reason.contains("2^64") })
+    }
+}

@@ -29,6 +29,9 @@ public actor QMPBackend: HypervisorBackend {
     public nonisolated let options: Options
     private let logger: Logger
     private var machines: [String: QMPMachine] = [:]
+    /// Sockets nothing listened on (a QEMU that was killed leaves its socket behind): not
+    /// tried again, nor reported again, until a new socket replaces the file.
+    private var dead: [String: SocketDirectory.Stamp] = [:]
     private let eventSink: AsyncStream<MachineEvent>.Continuation
     /// Every VM's connection events and QMP events, in arrival order. One consumer; when
     /// nobody reads, the newest 4096 are kept.
@@ -49,7 +52,11 @@ public actor QMPBackend: HypervisorBackend {
     /// Scans the socket directory: sockets that appeared become VMs, VMs whose socket is gone are dropped.
     @discardableResult
     public func refresh() async throws(BackendError) -> Discovery {
-        let sockets = try SocketDirectory.scan(options.socketDirectory)
+        var sockets = try SocketDirectory.scan(options.socketDirectory)
+        for (path, stamp) in dead where !sockets.contains(path) || SocketDirectory.stamp(path) != stamp {
+            dead.removeValue(forKey: path)
+        }
+        sockets.removeAll { dead[$0] != nil }
         let present = Set(sockets)
         let added = sockets.filter { machines[$0] == nil }
         let removed = machines.keys.filter { !present.contains($0) }.sorted()
@@ -105,10 +112,7 @@ public actor QMPBackend: HypervisorBackend {
             case .gone: gone.append(machine)
             }
         }
-        for machine in gone {
-            machines.removeValue(forKey: machine.socketPath)
-            await machine.close()
-        }
+        for machine in gone { await drop(machine.socketPath) }
         return records.sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
     }
 
@@ -166,8 +170,7 @@ public actor QMPBackend: HypervisorBackend {
             if let reading {
                 readings.append(reading)
             } else {
-                machines.removeValue(forKey: machine.socketPath)
-                await machine.close()
+                await drop(machine.socketPath)
             }
         }
         return readings.sorted { $0.name < $1.name }
@@ -200,7 +203,12 @@ public actor QMPBackend: HypervisorBackend {
         }
     }
 
+    /// Forgets a VM whose socket nothing listens on, and remembers the socket file as dead.
     private func drop(_ socketPath: String) async {
+        if let stamp = SocketDirectory.stamp(socketPath) {
+            if dead[socketPath] == nil { logger.info("nothing listens on \(socketPath) any more: its VM is gone") }
+            dead[socketPath] = stamp
+        }
         if let machine = machines.removeValue(forKey: socketPath) { await machine.close() }
     }
 

@@ -117,7 +117,7 @@ actor QMPMachine {
         let deadline = ContinuousClock.now + timeout
         func failed(_ error: QMPError) -> VMIOReading {
             VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
-                        time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "\(error)")
+                        time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "\(error)", identityKnown: name != nil)
         }
         let client: QMPClient
         switch await connected(timeout: timeout) {
@@ -152,10 +152,11 @@ actor QMPMachine {
                               idleTimeNs: d.idleTimeNs, allocation: d.allocation)
             }
             return VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance,
-                               disks: disks, time: time, wallTime: wall, error: errors.isEmpty ? nil : errors.joined(separator: "; "))
+                               disks: disks, time: time, wallTime: wall, error: errors.isEmpty ? nil : errors.joined(separator: "; "),
+                               identityKnown: name != nil)
         } catch {
             return VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
-                               time: time, wallTime: wall, error: "io: \(error)")
+                               time: time, wallTime: wall, error: "io: \(error)", identityKnown: name != nil)
         }
     }
 
@@ -317,9 +318,12 @@ actor QMPMachine {
     private func learnIdentity(from replies: QMPReplies, errors: inout [String]) {
         guard name == nil else { return }
         do {
+            // Both or neither: a name without its UUID would file usage under `name:NAME` on
+            // this connection and under the UUID on the next.
             let nameReply = ReplyReader(command: "query-name", value: try replies.reply(Self.queryName))
-            name = try nameReply.object().optionalString("name") ?? fallbackName
-            uuid = try ReplyReader(command: "query-uuid", value: try replies.reply(Self.queryUUID)).object().string("UUID")
+            let learnedName = try nameReply.object().optionalString("name") ?? fallbackName
+            let learnedUUID = try ReplyReader(command: "query-uuid", value: try replies.reply(Self.queryUUID)).object().string("UUID")
+            (name, uuid) = (learnedName, learnedUUID)
             if announced != nil { announce(connection: connection) }
         } catch {
             errors.append("identity: \(error)")

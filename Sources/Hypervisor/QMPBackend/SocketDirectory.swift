@@ -25,6 +25,20 @@ enum SocketDirectory {
         return sockets.sorted()
     }
 
+    /// Which file a socket path is: a QEMU that starts again binds a new socket (a new
+    /// inode), so a socket nothing listened on is tried again only once it was replaced.
+    struct Stamp: Equatable, Sendable {
+        var device: UInt64
+        var inode: UInt64
+        var changed: Int
+    }
+
+    static func stamp(_ path: String) -> Stamp? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Stamp(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), changed: Int(st.st_ctim.tv_sec) &* 1_000_000_000 &+ Int(st.st_ctim.tv_nsec))
+    }
+
     /// The VM name a socket stands for when QEMU was started without `-name`: the file name without `.sock` or `.qmp`.
     static func vmName(forSocket path: String) -> String {
         var name = path.split(separator: "/").last.map(String.init) ?? path

@@ -13,7 +13,8 @@ public struct DiskKey: Hashable, Sendable, Comparable {
 
 /// One QEMU process: counters are cumulative within it and start at zero in the next.
 public struct QEMUInstance: Hashable, Sendable {
-    /// Unique for the host's uptime: pid and start time (`PID@TICKS`).
+    /// Unique for good: pid, start time (clock ticks after boot) and the host's boot id
+    /// (`PID@TICKS@BOOTID`); pid and start time alone come round again after a reboot.
     public var id: String
     /// When the process started, in Unix seconds.
     public var startedAt: Double
@@ -21,6 +22,19 @@ public struct QEMUInstance: Hashable, Sendable {
     public init(id: String, startedAt: Double) {
         self.id = id
         self.startedAt = startedAt
+    }
+
+    public init(pid: Int32, startTicks: UInt64, bootID: String, startedAt: Double) {
+        self.init(id: "\(pid)@\(startTicks)@\(bootID)", startedAt: startedAt)
+    }
+
+    /// Whether a cursor written for `recorded` is this process's. Ledgers written before
+    /// the boot id was part of the id hold `PID@TICKS`: such a cursor is this process's
+    /// when pid and start time match and it was taken while this process ran (so in this boot).
+    func wrote(_ recorded: String, at sampledAt: Double) -> Bool {
+        if recorded == id { return true }
+        guard recorded.split(separator: "@", omittingEmptySubsequences: false).count == 2 else { return false }
+        return id.hasPrefix(recorded + "@") && sampledAt >= startedAt
     }
 }
 
@@ -124,6 +138,11 @@ public struct LedgerBatch: Sendable, Equatable {
 /// transaction as the usage, so an agent killed at any moment resumes from the last
 /// cursor it wrote, and the counters still hold everything since.
 ///
+/// How far an instance's counters are accounted is also followed per instance and
+/// disk, whatever key the readings were filed under: a VM whose ledger key changes
+/// (its identity completed, a clone with its UUID appeared or went) goes on from where
+/// its counters were, under the new key, and is never billed for the same counts twice.
+///
 /// Usage is attributed to the period in which it is observed; after the agent was
 /// down, what happened meanwhile lands in the first period after it came back.
 public struct Accounting: Sendable {
@@ -132,6 +151,8 @@ public struct Accounting: Sendable {
     public private(set) var ledgerCreatedAt: Double?
 
     private var cursors: [DiskKey: LedgerCursor] = [:]
+    /// The newest cursor of each instance's disk, under whichever key it was taken.
+    private var byInstance: [InstanceDisk: LedgerCursor] = [:]
     private var waiting: [DiskKey: Observation] = [:]
     private var pendingUsage: [PeriodKey: PeriodUsage] = [:]
     private var pendingGaps: [UsageGap] = []
@@ -140,6 +161,11 @@ public struct Accounting: Sendable {
     private struct PeriodKey: Hashable {
         var key: DiskKey
         var start: Int64
+    }
+
+    private struct InstanceDisk: Hashable {
+        var instance: String
+        var disk: String
     }
 
     public init(periodSeconds: Int64) {
@@ -153,9 +179,23 @@ public struct Accounting: Sendable {
     public mutating func load(cursors persisted: [DiskKey: LedgerCursor], ledgerCreatedAt: Double) {
         self.ledgerCreatedAt = ledgerCreatedAt
         cursors = persisted
+        byInstance = [:]
+        for (key, cursor) in persisted {
+            let ik = InstanceDisk(instance: cursor.instance, disk: key.disk)
+            if let known = byInstance[ik], known.sampledAt >= cursor.sampledAt { continue }
+            byInstance[ik] = cursor
+        }
         let held = waiting.values.sorted { $0.time < $1.time }
         waiting.removeAll()
         for observation in held { observe(observation) }
+    }
+
+    /// How far this instance's disk is accounted: its own cursor under any key, or
+    /// the key's cursor when that one was written for this process by an older agent.
+    private func accounted(_ o: Observation) -> LedgerCursor? {
+        if let own = byInstance[InstanceDisk(instance: o.instance.id, disk: o.key.disk)] { return own }
+        if let cursor = cursors[o.key], o.instance.wrote(cursor.instance, at: cursor.sampledAt) { return cursor }
+        return nil
     }
 
     public mutating func observe(_ o: Observation) {
@@ -164,27 +204,27 @@ public struct Accounting: Sendable {
             return
         }
         let baseline: BlockCounters
-        if let cursor = cursors[o.key] {
-            if o.time < cursor.sampledAt && cursor.instance == o.instance.id { return }  // out of order: already counted
-            if cursor.instance != o.instance.id {
-                gap(o, from: cursor.sampledAt, to: max(cursor.sampledAt, o.instance.startedAt),
-                    reason: "a new QEMU process (restart or incoming migration); the previous one's usage after its last reading is unknown")
-                baseline = .zero
-            } else if !o.counters.decreased(since: cursor.counters).isEmpty {
-                gap(o, from: cursor.sampledAt, to: o.time,
+        if let own = accounted(o) {
+            if o.time < own.sampledAt { return }  // out of order: already counted
+            if !o.counters.decreased(since: own.counters).isEmpty {
+                gap(o, from: own.sampledAt, to: o.time,
                     reason: "counters went backwards within one QEMU (drive replaced); usage since the last reading is unknown")
                 baseline = .zero
             } else {
-                baseline = cursor.counters
+                baseline = own.counters
             }
-        } else if o.instance.startedAt + 1 >= created {
-            baseline = .zero  // started after the ledger existed: every counter is ours to account
         } else {
-            gap(o, from: o.instance.startedAt, to: o.time,
-                reason: "this disk was first seen after its QEMU had run; usage before is not in the ledger")
-            cursors[o.key] = LedgerCursor(instance: o.instance.id, counters: o.counters, sampledAt: o.time)
-            dirty.insert(o.key)
-            return
+            // A process this ledger has not accounted before. The key's previous process
+            // left a tail nobody read, unless it went on under another key since.
+            if let previous = cursors[o.key], isLatest(previous, disk: o.key.disk) {
+                gap(o, from: previous.sampledAt, to: max(previous.sampledAt, o.instance.startedAt),
+                    reason: "a new QEMU process (restart or incoming migration); the previous one's usage after its last reading is unknown")
+            }
+            guard o.instance.startedAt + 1 >= created else {
+                firstSeenLate(o)
+                return
+            }
+            baseline = .zero  // started after the ledger existed: every counter is ours to account
         }
         let delta = o.counters.delta(since: baseline)
         let start = Int64((o.time / Double(periodSeconds)).rounded(.down)) * periodSeconds
@@ -192,12 +232,38 @@ public struct Accounting: Sendable {
         var entry = pendingUsage[pk] ?? PeriodUsage(
             key: o.key, vmName: o.vmName, diskPath: o.diskPath, periodStart: start, periodEnd: start + periodSeconds,
             usage: .zero, samples: 0)
-        entry.usage += delta
-        entry.samples += 1
+        let (sum, overflow) = entry.usage.addingReportingOverflow(delta)
+        if overflow.isEmpty {
+            entry.usage = sum
+            entry.samples += 1
+        } else {
+            gap(o, from: o.time, to: o.time,
+                reason: "the period's total of \(overflow.map(\.name).joined(separator: ", ")) would pass 2^64 - 1; this reading's usage is not billed")
+        }
         entry.vmName = o.vmName
         entry.diskPath = o.diskPath
         pendingUsage[pk] = entry
-        cursors[o.key] = LedgerCursor(instance: o.instance.id, counters: o.counters, sampledAt: o.time)
+        advance(o)
+    }
+
+    /// Whether `cursor` is still the newest reading of its instance's disk (the process
+    /// has not gone on under another key since).
+    private func isLatest(_ cursor: LedgerCursor, disk: String) -> Bool {
+        byInstance[InstanceDisk(instance: cursor.instance, disk: disk)].map { $0.sampledAt <= cursor.sampledAt } ?? true
+    }
+
+    /// A disk first seen after its QEMU had run (before the ledger existed): what it did
+    /// before is not ours to bill; accounting starts from this reading.
+    private mutating func firstSeenLate(_ o: Observation) {
+        gap(o, from: o.instance.startedAt, to: o.time,
+            reason: "this disk was first seen after its QEMU had run; usage before is not in the ledger")
+        advance(o)
+    }
+
+    private mutating func advance(_ o: Observation) {
+        let cursor = LedgerCursor(instance: o.instance.id, counters: o.counters, sampledAt: o.time)
+        cursors[o.key] = cursor
+        byInstance[InstanceDisk(instance: o.instance.id, disk: o.key.disk)] = cursor
         dirty.insert(o.key)
     }
 

@@ -112,5 +112,19 @@ public struct BlockCounters: Sendable, Equatable, Hashable {
         lhs = lhs + rhs
     }
 
+    /// `self + other`, and the counters whose sum would not fit in 64 bits (each of
+    /// those is left at `UInt64.max` in the sum). Billing adds with this: a lying peer's
+    /// counters near 2^64 must not wrap a period's total round to a small number.
+    public func addingReportingOverflow(_ other: BlockCounters) -> (sum: BlockCounters, overflow: [IOCounter]) {
+        var sum = self
+        var overflow: [IOCounter] = []
+        for c in IOCounter.allCases {
+            let (value, over) = self[c].addingReportingOverflow(other[c])
+            sum[c] = over ? .max : value
+            if over { overflow.append(c) }
+        }
+        return (sum, overflow)
+    }
+
     public var isZero: Bool { values.allSatisfy { $0 == 0 } }
 }

@@ -23,23 +23,35 @@ public struct LatencyHistogram: Sendable, Equatable, Hashable {
         return LatencyHistogram(boundaries: boundaries, bins: d)
     }
 
+    /// Whether the boundaries are strictly increasing and there is one bin more than
+    /// boundaries. QEMU accepts any list from any monitor (decreasing ones, values near
+    /// 2^64), and another client may have set one: such a histogram gives no quantile.
+    public var isWellFormed: Bool {
+        bins.count == boundaries.count + 1 && zip(boundaries, boundaries.dropFirst()).allSatisfy { $0 < $1 }
+    }
+
     /// An estimate of the `fraction` quantile (0.5 for the median) in ns, interpolating
     /// linearly inside the bin it falls in. In the last bin, which has no upper bound, the
-    /// estimate is that bin's lower boundary: the true value is at least that. Nil with no operations.
+    /// estimate is that bin's lower boundary: the true value is at least that. Nil with no
+    /// operations or when the histogram is not well formed. Counts are added as doubles,
+    /// so bins whose sum passes 2^64 cannot trap.
     public func quantile(_ fraction: Double) -> UInt64? {
-        let total = bins.reduce(0, &+)
-        guard total > 0, bins.count == boundaries.count + 1 else { return nil }
-        let rank = max(1, (Double(total) * fraction).rounded(.up))
-        var seen: UInt64 = 0
-        for (i, count) in bins.enumerated() {
-            if count > 0 && Double(seen + count) >= rank {
+        guard isWellFormed, fraction.isFinite else { return nil }
+        let total = bins.reduce(0.0) { $0 + Double($1) }
+        guard total > 0 else { return nil }
+        let rank = max(1, (total * min(1, max(0, fraction))).rounded(.up))
+        var seen = 0.0
+        for (i, count) in bins.enumerated() where count > 0 {
+            let c = Double(count)
+            if seen + c >= rank {
                 let lower = i == 0 ? 0 : boundaries[i - 1]
                 guard i < boundaries.count else { return lower }
-                let upper = boundaries[i]
-                let within = (rank - Double(seen)) / Double(count)
-                return lower + UInt64(Double(upper - lower) * within)
+                let width = boundaries[i] - lower  // > 0: well formed
+                let offset = Double(width) * min(1, max(0, (rank - seen) / c))
+                // Double(width) may round up to 2^64, which UInt64(_:) would trap on.
+                return lower + (offset >= Double(width) ? width : UInt64(offset))
             }
-            seen += count
+            seen += c
         }
         return boundaries.last
     }
