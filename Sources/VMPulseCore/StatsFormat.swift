@@ -5,17 +5,51 @@ public enum StatsFormat {
     ///     Domain: 'vm1'
     ///       state.state=1
     ///
-    /// with a blank line after each VM.
+    /// with a blank line after each VM. Names and string values come from the VM (`-name`,
+    /// drive ids, paths) and may hold anything: they are escaped (`escaped(_:)`) so that a
+    /// name with a newline cannot split one record into two.
     public static func text(_ records: [StatsRecord]) -> String {
         var out = ""
         for record in records {
-            out += "Domain: '\(record.name)'\n"
+            out += "Domain: '\(escaped(record.name))'\n"
             for param in record.params {
-                out += "  \(param.key)=\(param.value.text)\n"
+                if case .string(let s) = param.value {
+                    out += "  \(param.key)=\(escaped(s))\n"
+                } else {
+                    out += "  \(param.key)=\(param.value.text)\n"
+                }
             }
             out += "\n"
         }
         return out
+    }
+
+    /// Text with a backslash before `\` and `'`, and control characters and line
+    /// separators as `\n`, `\r`, `\t` or `\u{HEX}`. Plain names pass unchanged.
+    public static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "'": out += "\\'"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if needsEscape(scalar) {
+                    out += "\\u{" + String(scalar.value, radix: 16) + "}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+
+    private static func needsEscape(_ s: Unicode.Scalar) -> Bool {
+        s.value < 0x20 || s.value == 0x7f || (0x80...0x9f).contains(s.value) || s == "\u{2028}" || s == "\u{2029}"
+            || s == "\\" || s == "'"
     }
 
     /// One JSON document: `[{"name", "uuid", "source"?, "statsAge"?, "params": {key: value}, "errors"?: [...]}]`,

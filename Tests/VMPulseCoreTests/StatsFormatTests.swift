@@ -24,8 +24,7 @@ import VMPulseCore
               x.ratio=0.500000
               x.flag=yes
 
-            Domain: 'we"ird
-            name'
+            Domain: 'we"ird\\nname'
 
 
             """)
@@ -64,5 +63,25 @@ import VMPulseCore
 
     @Test func controlCharactersAreEscaped() {
         #expect(JSONText.quoted("a\u{01}b\t") == "\"a\\u0001b\\t\"")
+    }
+}
+
+/// Names and strings from a VM may hold anything; the text form stays one line per key.
+@Suite struct TextEscapingTests {
+    @Test func aNameWithANewlineStaysOneRecord() {
+        var record = StatsRecord(name: "evil\nDomain: 'fake'", uuid: "u")
+        record.params = [StatsParam("block.0.path", .string("/img\r\nx=1")), StatsParam("state.state", .int(1))]
+        let text = StatsFormat.text([record])
+        #expect(text == "Domain: 'evil\\nDomain: \\'fake\\''\n  block.0.path=/img\\r\\nx=1\n  state.state=1\n\n")
+        #expect(text.split(separator: "\n").filter { $0.hasPrefix("Domain:") }.count == 1)
+    }
+
+    @Test func plainNamesAreUnchangedAndOddOnesEscaped() {
+        #expect(StatsFormat.escaped("web-1.example_vm") == "web-1.example_vm")
+        #expect(StatsFormat.escaped("ünïcödé") == "ünïcödé")
+        #expect(StatsFormat.escaped("a\\b") == "a\\\\b")
+        #expect(StatsFormat.escaped("\u{1b}[31mred\u{7f}") == "\\u{1b}[31mred\\u{7f}")
+        #expect(StatsFormat.escaped("line\u{2028}sep\u{85}") == "line\\u{2028}sep\\u{85}")
+        #expect(StatsFormat.escaped("tab\there") == "tab\\there")
     }
 }
