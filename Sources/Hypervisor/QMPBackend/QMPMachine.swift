@@ -22,6 +22,8 @@ actor QMPMachine {
     /// Drives whose latency histograms vmpulse switched on, on this connection.
     private var histogramsOn: Set<String> = []
     private var instance: QEMUInstance?
+    /// Warnings that a monitor reconnecting again and again would repeat: once a minute each.
+    private var warnings = RepeatLimiter(interval: 60)
 
     enum Outcome: Sendable {
         case record(StatsRecord)
@@ -177,7 +179,7 @@ actor QMPMachine {
                 histogramsOn.insert(device)
             } else {
                 let why = results.results[query].map { r -> String in if case .failure(let e) = r { return "\(e)" } else { return "no reply" } } ?? "no reply"
-                logger.warning("cannot switch latency histograms on for \(device) of \(name ?? fallbackName): \(why)")
+                warn("histograms", "cannot switch latency histograms on for \(device) of \(name ?? fallbackName): \(why)")
                 histogramsOn.insert(device)  // do not retry every second; a new connection tries again
             }
         }
@@ -242,7 +244,7 @@ actor QMPMachine {
         let replies = await QMPReplies.run([Self.queryName, Self.queryUUID], on: client, timeout: timeout)
         var errors: [String] = []
         learnIdentity(from: replies, errors: &errors)
-        if !errors.isEmpty { logger.warning("\(fallbackName): \(errors.joined(separator: "; ")); known by its socket's name until it answers") }
+        if !errors.isEmpty { warn("identity", "\(fallbackName): \(errors.joined(separator: "; ")); known by its socket's name until it answers") }
     }
 
     /// Yields `connected` for the current connection, again whenever its identity changes
@@ -254,6 +256,12 @@ actor QMPMachine {
         announced = identity
         events.yield(MachineEvent(socketPath: socketPath, connection: connection, kind: .connected(name: identity.name, uuid: identity.uuid),
                                   receivedAt: MonotonicTime.now()))
+    }
+
+    private func warn(_ subject: String, _ message: String) {
+        let (allowed, held) = warnings.allow(subject, now: MonotonicTime.now())
+        guard allowed else { return }
+        logger.warning("\(message)\(held > 0 ? " (\(held) more like it in the last minute not logged)" : "")")
     }
 
     /// Runs queries on the VM's monitor in one write (connecting if need be); a monitor
