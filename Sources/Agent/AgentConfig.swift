@@ -68,7 +68,9 @@ public struct AgentConfig: Sendable, Equatable {
             throw ConfigError(key: "sampler.full_interval", message: "must be at least sampler.interval (\(interval)) and at most 86400, got \(fullInterval)")
         }
         guard timeout > 0 && timeout <= 600 else { throw ConfigError(key: "sampler.timeout", message: "must be between 0 and 600 seconds, got \(timeout)") }
-        guard balloonStatsPeriod >= 0 else { throw ConfigError(key: "sampler.balloon_stats_period", message: "must not be negative") }
+        guard balloonStatsPeriod >= 0 && balloonStatsPeriod <= 86_400 else {
+            throw ConfigError(key: "sampler.balloon_stats_period", message: "must be between 0 and 86400 seconds, got \(balloonStatsPeriod)")
+        }
         guard period >= 60 && period <= 31 * 86_400 else { throw ConfigError(key: "ledger.period", message: "must be between 60 and 2678400 seconds, got \(period)") }
         guard flushInterval >= 0.1 && flushInterval <= Double(period) else {
             throw ConfigError(key: "ledger.flush_interval", message: "must be between 0.1 and ledger.period (\(period)) seconds, got \(flushInterval)")
@@ -76,7 +78,9 @@ public struct AgentConfig: Sendable, Equatable {
         guard thinPollingInterval == 0 || (0.1...3600).contains(thinPollingInterval) else {
             throw ConfigError(key: "thin.polling_interval", message: "must be 0 (events only) or between 0.1 and 3600 seconds, got \(thinPollingInterval)")
         }
-        guard sampleRetention >= 0 else { throw ConfigError(key: "ledger.sample_retention", message: "must not be negative") }
+        guard sampleRetention >= 0 && sampleRetention <= 3_650 * 86_400 else {
+            throw ConfigError(key: "ledger.sample_retention", message: "must be between 0 and 315360000 seconds (ten years), got \(sampleRetention)")
+        }
         guard !histogramBoundariesUs.isEmpty, histogramBoundariesUs.count <= 64,
               zip(histogramBoundariesUs, histogramBoundariesUs.dropFirst()).allSatisfy({ $0 < $1 }), (histogramBoundariesUs.first ?? 0) > 0,
               (histogramBoundariesUs.last ?? 0) <= Self.maxHistogramBoundaryUs
