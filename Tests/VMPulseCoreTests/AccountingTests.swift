@@ -220,4 +220,15 @@ import VMPulseCore
         #expect(billed(batch) == UInt64.max - 10)
         #expect(batch.gaps.contains { $0.reason.contains("2^64") })
     }
+
+    /// QEMU restarted again and again: what is followed stays bounded, and billing exact.
+    @Test func aKeyWithThousandsOfRestartsStaysBounded() {
+        var acc = loaded()
+        for i in 0..<5_000 {
+            let p = QEMUInstance(id: "\(i)@1@b", startedAt: 1_000 + Double(i))
+            acc.observe(reading("u", 10, at: 1_000.5 + Double(i), p))
+        }
+        #expect(acc.followedInstanceDisks <= 2 * 1 + 257)
+        #expect(billed(acc.batch()) == 50_000)
+    }
 }

@@ -265,7 +265,16 @@ public struct Accounting: Sendable {
         cursors[o.key] = cursor
         byInstance[InstanceDisk(instance: o.instance.id, disk: o.key.disk)] = cursor
         dirty.insert(o.key)
+        // Bounded: a process no key's cursor names any more has ended (or lost its key to
+        // another process, which `LedgerKeys` prevents); forget those now and then.
+        if byInstance.count > 2 * cursors.count + 256 {
+            let named = Set(cursors.map { InstanceDisk(instance: $0.value.instance, disk: $0.key.disk) })
+            byInstance = byInstance.filter { named.contains($0.key) }
+        }
     }
+
+    /// How many processes' disks are followed (for tests of the memory bound).
+    public var followedInstanceDisks: Int { byInstance.count }
 
     private mutating func gap(_ o: Observation, from: Double, to: Double, reason: String) {
         pendingGaps.append(UsageGap(key: o.key, vmName: o.vmName, from: from, to: to, reason: reason))
