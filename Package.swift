@@ -140,9 +140,9 @@ let package = Package(
         .testTarget(name: "VMPulseCoreTests", dependencies: ["VMPulseCore"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "VMPulseCore"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "VMPulseCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport", "Store", .product(name: "GRDB", package: "GRDB.swift")]),
         // Depends on the executable so that `swift build --build-tests` builds the `vmpulse` the tests run.
-        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "VMPulseTestSupport", "vmpulse"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "VMPulseTestSupport", "vmpulse", .product(name: "GRDB", package: "GRDB.swift")]),
     ]
 )

@@ -42,6 +42,12 @@ public struct AgentConfig: Sendable, Equatable {
     /// Seconds between polls of the thin disks' allocation, instead of events (0: events only).
     /// For QEMU builds without BLOCK_WRITE_THRESHOLD, and for comparison.
     public var thinPollingInterval: Double = 0
+    /// Seconds an HTTP connection may stay idle (no complete request part), and the most
+    /// a request may take to arrive, before the API closes it (`api.idle_timeout`).
+    public var apiIdleTimeout: Double = 30
+    /// The most HTTP connections the API holds at once (`api.max_connections`); a new one
+    /// beyond it closes the longest-idle one, or is closed when none is idle.
+    public var apiMaxConnections = 256
 
     public init() {}
 
@@ -88,7 +94,17 @@ public struct AgentConfig: Sendable, Equatable {
             throw ConfigError(key: "io.histogram_boundaries_us",
                               message: "must be 1 to 64 increasing numbers of microseconds, from 1 to \(Self.maxHistogramBoundaryUs) (one hour), got \(histogramBoundariesUs)")
         }
+        guard (0.1...3600).contains(apiIdleTimeout) else {
+            throw ConfigError(key: "api.idle_timeout", message: "must be between 0.1 and 3600 seconds, got \(apiIdleTimeout)")
+        }
+        guard (1...Self.maxAPIConnections).contains(apiMaxConnections) else {
+            throw ConfigError(key: "api.max_connections", message: "must be between 1 and \(Self.maxAPIConnections), got \(apiMaxConnections)")
+        }
+        try ThinDiskConfig.checkDuplicates(thinDisks)
     }
+
+    /// The largest `api.max_connections`: each connection is a descriptor.
+    public static let maxAPIConnections = 65_536
 }
 
 /// A configuration problem, naming the file and the key.
@@ -162,13 +178,17 @@ struct ConfigReader {
     }
 
     mutating func read(into c: inout AgentConfig) throws(ConfigError) {
-        for (name, value) in try entries(known: ["socket_dir", "data_dir", "listen", "sampler", "io", "ledger", "thin_disks", "thin"]) {
+        for (name, value) in try entries(known: ["socket_dir", "data_dir", "listen", "sampler", "io", "ledger", "thin_disks", "thin", "api"]) {
             let k = key(name)
             switch name {
             case "socket_dir": c.socketDirectory = try Self.string(value, k)
             case "data_dir": c.dataDirectory = try Self.string(value, k)
             case "listen": c.listen = try Self.string(value, k)
             case "thin_disks": c.thinDisks = try Self.thinDisks(value, k)
+            case "api":
+                for (n, v) in try ConfigReader(node: value, path: k).entries(known: ["idle_timeout", "max_connections"]) {
+                    if n == "idle_timeout" { c.apiIdleTimeout = try Self.number(v, k + "." + n) } else { c.apiMaxConnections = try Self.integer(v, k + "." + n) }
+                }
             case "thin":
                 for (n, v) in try ConfigReader(node: value, path: k).entries(known: ["polling_interval"]) where n == "polling_interval" {
                     c.thinPollingInterval = try Self.number(v, k + "." + n)

@@ -15,12 +15,19 @@ public struct LedgerStatus: Sendable, Equatable {
     public var lastWrite: Double?
     /// Billing periods with usage not yet written.
     public var pendingPeriods = 0
+    /// Readings dropped from the full buffer between the sampler and the ledger writer
+    /// (see `ObservationSink`), in all and per ledger key (at most 1024 keys).
+    public var droppedObservations: UInt64 = 0
+    public var droppedByVM: [String: UInt64] = [:]
 
-    public init(state: State = .starting, problem: String? = nil, lastWrite: Double? = nil, pendingPeriods: Int = 0) {
+    public init(state: State = .starting, problem: String? = nil, lastWrite: Double? = nil, pendingPeriods: Int = 0,
+                droppedObservations: UInt64 = 0, droppedByVM: [String: UInt64] = [:]) {
         self.state = state
         self.problem = problem
         self.lastWrite = lastWrite
         self.pendingPeriods = pendingPeriods
+        self.droppedObservations = droppedObservations
+        self.droppedByVM = droppedByVM
     }
 }
 
@@ -30,20 +37,42 @@ public struct LedgerStatus: Sendable, Equatable {
 /// the agent goes on sampling and serving stats and reports the ledger as
 /// degraded; usage stays pending in memory (and in QEMU's cumulative counters)
 /// and is written when the ledger works again. A corrupt file is never touched.
+///
+/// Accounting and every SQLite call run on a thread of their own (`LedgerThread`),
+/// never on Swift's cooperative pool. The sampler hands readings over through `sink`,
+/// a buffer of `bufferSize` readings; what a full buffer drops is counted in `status`.
 public final class LedgerService: Service, Sendable {
     let config: AgentConfig
     let observations: AsyncStream<Observation>
     let logger: Logger
-    private let keeper: LedgerKeeper
+    /// Where the sampler puts its readings.
+    public let sink: ObservationSink
+    let keeper: LedgerKeeper
     private let statusBox = StatusBox()
 
     /// The ledger's health now (never waits on the ledger).
-    public var status: LedgerStatus { statusBox.get() }
+    public var status: LedgerStatus {
+        var s = statusBox.get()
+        let drops = sink.drops.counts
+        s.droppedObservations = drops.total
+        s.droppedByVM = drops.byVM
+        return s
+    }
 
-    public init(config: AgentConfig, observations: AsyncStream<Observation>, logger: Logger) {
+    public convenience init(config: AgentConfig, logger: Logger) {
+        self.init(config: config, logger: logger, bufferSize: 100_000)
+    }
+
+    /// - Parameters:
+    ///   - bufferSize: readings the buffer holds before it drops the oldest.
+    ///   - now: the monotonic clock the drop messages are rate-limited by.
+    init(config: AgentConfig, logger: Logger, bufferSize: Int, now: @escaping @Sendable () -> Double = MonotonicTime.now) {
         self.config = config
-        self.observations = observations
         self.logger = logger
+        let capacity = max(1, bufferSize)
+        let (stream, continuation) = AsyncStream<Observation>.makeStream(bufferingPolicy: .bufferingNewest(capacity))
+        self.observations = stream
+        self.sink = ObservationSink(continuation: continuation, drops: DropCounter(capacity: capacity, logger: logger, now: now))
         self.keeper = LedgerKeeper(config: config, logger: logger)
     }
 
@@ -74,8 +103,15 @@ public final class LedgerService: Service, Sendable {
     }
 }
 
-/// Owns the accounting state and the ledger connection.
+/// Owns the accounting state and the ledger connection. Runs on `LedgerThread`: its
+/// SQLite calls are synchronous and must not hold up a thread of the cooperative pool.
 actor LedgerKeeper {
+    private nonisolated let thread = LedgerThread()
+    nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
+
+    /// Whether the keeper's work runs on the ledger thread (for tests).
+    func runsOnLedgerThread() -> Bool { thread.isCurrent }
+
     private let config: AgentConfig
     private let logger: Logger
     private var accounting: Accounting

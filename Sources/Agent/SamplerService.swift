@@ -11,14 +11,14 @@ public final class SamplerService: Service, Sendable {
     let backend: QMPBackend
     let config: AgentConfig
     let store: SnapshotStore
-    let observations: AsyncStream<Observation>.Continuation
+    let observations: ObservationSink
     let logger: Logger
     /// The last problem with the host (socket directory), for the health view.
     public let hostError = Mutex<String?>(nil)
     /// The live VMs' ledger keys and identity conflicts.
     public let identities: IdentityRegistry
 
-    public init(backend: QMPBackend, config: AgentConfig, store: SnapshotStore, observations: AsyncStream<Observation>.Continuation, logger: Logger) {
+    public init(backend: QMPBackend, config: AgentConfig, store: SnapshotStore, observations: ObservationSink, logger: Logger) {
         self.backend = backend
         self.config = config
         self.store = store

@@ -12,7 +12,7 @@ actor VMSampler {
     private let backend: QMPBackend
     private let config: AgentConfig
     private let store: SnapshotStore
-    private let observations: AsyncStream<Observation>.Continuation
+    private let observations: ObservationSink
     private let logger: Logger
     private let boundaries: [UInt64]?
     private let identities: IdentityRegistry
@@ -31,7 +31,7 @@ actor VMSampler {
     static let fullGroups: [StatsGroup] = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .iothread]
 
     init(socketPath: String, backend: QMPBackend, config: AgentConfig, store: SnapshotStore, identities: IdentityRegistry,
-         observations: AsyncStream<Observation>.Continuation, logger: Logger) {
+         observations: ObservationSink, logger: Logger) {
         self.identities = identities
         self.socketPath = socketPath
         self.backend = backend

@@ -25,6 +25,10 @@ public final class Ledger: Sendable {
         config.busyMode = .timeout(5)
         do {
             let pool = try DatabasePool(path: path, configuration: config)
+            if try pool.read({ db in try db.tableExists("grdb_migrations") && migrator.hasBeenSuperseded(db) }) {
+                throw LedgerError(.schema, "ledger \(path) was written by a newer vmpulse (its schema has changes this one does not know); "
+                    + "use that version, or a copy of the ledger made before it ran")
+            }
             if !readOnly {
                 try migrator.migrate(pool)
                 try pool.write { db in
@@ -65,14 +69,50 @@ public final class Ledger: Sendable {
             try db.execute(sql: "CREATE INDEX samples_time ON samples (sampled_at)")
             try db.execute(sql: "CREATE INDEX usage_period ON usage (period_start)")
         }
+        m.registerMigration("v2-unsigned-counters", migrate: unsignedCounters)
         return m
+    }
+
+    /// Schema v2: counters as TEXT holding their decimal digits, so that every value up to
+    /// 2^64 - 1 is stored exactly. SQLite's INTEGER is signed 64-bit, and a column of INTEGER
+    /// (or NUMERIC) affinity turns digits past 2^63 - 1 into an inexact REAL; TEXT affinity keeps
+    /// them as written. (v1 stored counters as INTEGER, clamped at 2^63 - 1.) SQLite cannot change
+    /// a column's type, so each table is rebuilt and its rows copied, integers cast to their
+    /// exact digits. Sums are never done in SQL: `write` adds in Swift with checked arithmetic.
+    static func unsignedCounters(_ db: Database) throws {
+        let names = counterColumns.joined(separator: ", ")
+        let text = counterColumns.map { "\($0) TEXT NOT NULL DEFAULT '0'" }.joined(separator: ", ")
+        let cast = counterColumns.map { "CAST(\($0) AS TEXT)" }.joined(separator: ", ")
+        let tables: [(name: String, fixed: String, columns: String)] = [
+            ("usage", """
+                vm_uuid TEXT NOT NULL, disk TEXT NOT NULL, period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,
+                vm_name TEXT NOT NULL, disk_path TEXT NOT NULL, samples INTEGER NOT NULL, \(text), PRIMARY KEY (vm_uuid, disk, period_start)
+                """, "vm_uuid, disk, period_start, period_end, vm_name, disk_path, samples"),
+            ("cursors", """
+                vm_uuid TEXT NOT NULL, disk TEXT NOT NULL, instance TEXT NOT NULL, sampled_at REAL NOT NULL, \(text), PRIMARY KEY (vm_uuid, disk)
+                """, "vm_uuid, disk, instance, sampled_at"),
+            ("samples", "vm_uuid TEXT NOT NULL, disk TEXT NOT NULL, instance TEXT NOT NULL, sampled_at REAL NOT NULL, \(text)",
+             "vm_uuid, disk, instance, sampled_at"),
+        ]
+        for t in tables {
+            try db.execute(sql: "ALTER TABLE \(t.name) RENAME TO \(t.name)_v1")
+            try db.execute(sql: "CREATE TABLE \(t.name) (\(t.fixed))")
+            try db.execute(sql: "INSERT INTO \(t.name) (\(t.columns), \(names)) SELECT \(t.columns), \(cast) FROM \(t.name)_v1 ORDER BY rowid")
+            try db.execute(sql: "DROP TABLE \(t.name)_v1")
+        }
+        try db.execute(sql: "CREATE INDEX samples_time ON samples (sampled_at)")
+        try db.execute(sql: "CREATE INDEX usage_period ON usage (period_start)")
     }
 
     /// When the ledger was created (Unix seconds).
     public func createdAt() throws(LedgerError) -> Double {
         try read { db in
-            guard let text = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'created_at'"), let t = Double(text) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT rowid AS rowid, value FROM meta WHERE key = 'created_at'") else {
                 throw LedgerError(.schema, "ledger \(path) has no creation time (meta.created_at)")
+            }
+            let text = try LedgerRow(table: "meta", row: row, path: path).text("value")
+            guard let t = Double(text), t.isFinite, t >= 0, t <= Double(LedgerRow.timeRange.upperBound) else {
+                throw LedgerError(.invalidRow, "ledger \(path): table meta, created_at holds '\(text.prefix(40))', not a time in Unix seconds")
             }
             return t
         }
@@ -81,9 +121,10 @@ public final class Ledger: Sendable {
     public func cursors() throws(LedgerError) -> [DiskKey: LedgerCursor] {
         try read { db in
             var result: [DiskKey: LedgerCursor] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM cursors") {
-                let key = DiskKey(vmUUID: row["vm_uuid"], disk: row["disk"])
-                result[key] = LedgerCursor(instance: row["instance"], counters: Self.counters(row), sampledAt: row["sampled_at"])
+            for row in try Row.fetchAll(db, sql: "SELECT rowid AS rowid, * FROM cursors") {
+                let r = LedgerRow(table: "cursors", row: row, path: path)
+                let key = DiskKey(vmUUID: try r.text("vm_uuid"), disk: try r.text("disk"))
+                result[key] = LedgerCursor(instance: try r.text("instance"), counters: try r.counters(), sampledAt: try r.time("sampled_at"))
             }
             return result
         }
@@ -91,37 +132,70 @@ public final class Ledger: Sendable {
 
     /// Writes one flush in one transaction: usage added to its periods, gaps, cursors,
     /// and a raw sample per cursor.
+    ///
+    /// A period's stored usage and the flush's are added here, in Swift, with checked
+    /// arithmetic (SQLite would turn an integer overflow into an inexact REAL). A sum that
+    /// would pass 2^64 - 1 (only a lying peer's counters get there) is not written: the
+    /// period keeps what it had, and a gap says what was not billed and why.
     public func write(_ batch: LedgerBatch) throws(LedgerError) {
         guard !batch.isEmpty else { return }
         let cols = Self.counterColumns
         let placeholders = Array(repeating: "?", count: cols.count).joined(separator: ", ")
-        let usageSQL = """
-            INSERT INTO usage (vm_uuid, disk, period_start, period_end, vm_name, disk_path, samples, \(cols.joined(separator: ", ")))
-            VALUES (?, ?, ?, ?, ?, ?, ?, \(placeholders))
-            ON CONFLICT (vm_uuid, disk, period_start) DO UPDATE SET vm_name = excluded.vm_name, disk_path = excluded.disk_path,
-              samples = samples + excluded.samples, \(cols.map { "\($0) = \($0) + excluded.\($0)" }.joined(separator: ", "))
-            """
         let cursorSQL = """
             INSERT OR REPLACE INTO cursors (vm_uuid, disk, instance, sampled_at, \(cols.joined(separator: ", "))) VALUES (?, ?, ?, ?, \(placeholders))
             """
         let sampleSQL = "INSERT INTO samples (vm_uuid, disk, instance, sampled_at, \(cols.joined(separator: ", "))) VALUES (?, ?, ?, ?, \(placeholders))"
+        let path = self.path
         try write { db in
             for u in batch.usage {
-                try db.execute(sql: usageSQL, arguments: Self.arguments(
-                    [u.key.vmUUID, u.key.disk, u.periodStart, u.periodEnd, u.vmName, u.diskPath, u.samples] as [any DatabaseValueConvertible]
-                        + Self.values(u.usage)))
+                if let gap = try Self.add(u, db: db, path: path) { try Self.insert(gap, db: db) }
             }
-            for g in batch.gaps {
-                try db.execute(
-                    sql: "INSERT INTO gaps (vm_uuid, vm_name, disk, from_time, to_time, reason) VALUES (?, ?, ?, ?, ?, ?)",
-                    arguments: [g.key.vmUUID, g.vmName, g.key.disk, g.from, g.to, g.reason])
-            }
+            for g in batch.gaps { try Self.insert(g, db: db) }
             for (key, c) in batch.cursors {
                 let args = Self.arguments([key.vmUUID, key.disk, c.instance, c.sampledAt] as [any DatabaseValueConvertible] + Self.values(c.counters))
                 try db.execute(sql: cursorSQL, arguments: args)
                 try db.execute(sql: sampleSQL, arguments: args)
             }
         }
+    }
+
+    /// Adds one period's usage to what the ledger holds for it; returns the gap to record
+    /// instead when the sum does not fit.
+    private static func add(_ u: PeriodUsage, db: Database, path: String) throws -> UsageGap? {
+        let cols = counterColumns
+        let key: [any DatabaseValueConvertible] = [u.key.vmUUID, u.key.disk, u.periodStart]
+        guard let row = try Row.fetchOne(
+            db, sql: "SELECT rowid AS rowid, * FROM usage WHERE vm_uuid = ? AND disk = ? AND period_start = ?", arguments: arguments(key))
+        else {
+            let placeholders = Array(repeating: "?", count: cols.count).joined(separator: ", ")
+            try db.execute(
+                sql: """
+                    INSERT INTO usage (vm_uuid, disk, period_start, period_end, vm_name, disk_path, samples, \(cols.joined(separator: ", ")))
+                    VALUES (?, ?, ?, ?, ?, ?, ?, \(placeholders))
+                    """,
+                arguments: arguments(key + [u.periodEnd, u.vmName, u.diskPath, Int64(u.samples)] + values(u.usage)))
+            return nil
+        }
+        let stored = LedgerRow(table: "usage", row: row, path: path)
+        let counters = try stored.counters()
+        let samples = try stored.integer("samples", in: 0...Int64.max, "a count of samples (0 or more)")
+        let (sum, overflow) = counters.addingReportingOverflow(u.usage)
+        let (sampleSum, samplesOverflow) = samples.addingReportingOverflow(Int64(u.samples))
+        guard overflow.isEmpty, !samplesOverflow else {
+            let what = overflow.map { "\($0.name) (\(counters[$0]) + \(u.usage[$0]))" } + (samplesOverflow ? ["samples"] : [])
+            return UsageGap(key: u.key, vmName: u.vmName, from: Double(u.periodStart), to: Double(u.periodEnd),
+                            reason: "the period's total of \(what.joined(separator: ", ")) would pass 2^64 - 1; this flush's usage of the period is not billed")
+        }
+        try db.execute(
+            sql: "UPDATE usage SET vm_name = ?, disk_path = ?, samples = ?, \(cols.map { "\($0) = ?" }.joined(separator: ", ")) WHERE rowid = ?",
+            arguments: arguments([u.vmName, u.diskPath, sampleSum] + values(sum) + [try stored.integer("rowid", in: Int64.min...Int64.max, "a rowid")]))
+        return nil
+    }
+
+    private static func insert(_ g: UsageGap, db: Database) throws {
+        try db.execute(
+            sql: "INSERT INTO gaps (vm_uuid, vm_name, disk, from_time, to_time, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [g.key.vmUUID, g.vmName, g.key.disk, g.from, g.to, g.reason])
     }
 
     /// Deletes raw samples older than `before` (Unix seconds); periods are kept.
@@ -138,36 +212,57 @@ public final class Ledger: Sendable {
     }
 
     /// Periods starting in [from, to), for the VM with this UUID or name when given.
+    /// A row whose start is not a time at all is selected whatever the range, so that it is
+    /// reported (a `LedgerError` naming it) rather than silently left out of an export.
     public func usage(from: Int64? = nil, to: Int64? = nil, vm: String? = nil) throws(LedgerError) -> [PeriodUsage] {
         try read { db in
-            var sql = "SELECT * FROM usage WHERE period_start >= ? AND period_start < ?"
-            var args: [any DatabaseValueConvertible] = [from ?? Int64.min, to ?? Int64.max]
+            var sql = """
+                SELECT rowid AS rowid, * FROM usage WHERE (typeof(period_start) != 'integer' OR period_start NOT BETWEEN ? AND ?
+                  OR (period_start >= ? AND period_start < ?))
+                """
+            var args: [any DatabaseValueConvertible] = [
+                LedgerRow.timeRange.lowerBound, LedgerRow.timeRange.upperBound, from ?? Int64.min, to ?? Int64.max,
+            ]
             if let vm {
-                sql += " AND (vm_uuid = ? OR vm_name = ?)"
-                args += [vm, vm]
+                // A VM that shared its UUID with another is filed under `UUID/SOCKET` meanwhile
+                // (LedgerKeys): asking for the UUID gathers those rows too.
+                sql += " AND (vm_uuid = ? OR vm_name = ? OR substr(vm_uuid, 1, length(?) + 1) = ? || '/')"
+                args += [vm, vm, vm, vm]
             }
             sql += " ORDER BY period_start, vm_uuid, disk"
-            return try Row.fetchAll(db, sql: sql, arguments: Self.arguments(args)).map { row in
-                PeriodUsage(
-                    key: DiskKey(vmUUID: row["vm_uuid"], disk: row["disk"]), vmName: row["vm_name"], diskPath: row["disk_path"],
-                    periodStart: row["period_start"], periodEnd: row["period_end"], usage: Self.counters(row), samples: row["samples"])
+            return try Row.fetchAll(db, sql: sql, arguments: Self.arguments(args)).map { row throws(LedgerError) in
+                let r = LedgerRow(table: "usage", row: row, path: path)
+                let start = try r.integer("period_start", in: LedgerRow.timeRange, "a time in Unix seconds between the years 0000 and 9999")
+                let end = try r.integer("period_end", in: start + 1...LedgerRow.timeRange.upperBound + 1,
+                                        "the end of the period, after its start (\(start))")
+                return PeriodUsage(
+                    key: DiskKey(vmUUID: try r.text("vm_uuid"), disk: try r.text("disk")), vmName: try r.text("vm_name"),
+                    diskPath: try r.text("disk_path"), periodStart: start, periodEnd: end, usage: try r.counters(),
+                    samples: Int(try r.integer("samples", in: 0...Int64.max, "a count of samples (0 or more)")))
             }
         }
     }
 
-    /// Gaps overlapping [from, to).
+    /// Gaps overlapping [from, to). As for `usage`, a row whose times are not numbers is
+    /// selected whatever the range, and reported.
     public func gaps(from: Double? = nil, to: Double? = nil, vm: String? = nil) throws(LedgerError) -> [UsageGap] {
         try read { db in
-            var sql = "SELECT * FROM gaps WHERE to_time >= ? AND from_time < ?"
-            var args: [any DatabaseValueConvertible] = [from ?? -Double.greatestFiniteMagnitude, to ?? Double.greatestFiniteMagnitude]
+            var sql = """
+                SELECT rowid AS rowid, * FROM gaps WHERE (typeof(from_time) NOT IN ('real', 'integer') OR typeof(to_time) NOT IN ('real', 'integer')
+                  OR (to_time >= ? AND from_time < ?))
+                """
+            var args: [any DatabaseValueConvertible] = [from ?? -Double.infinity, to ?? Double.infinity]
             if let vm {
-                sql += " AND (vm_uuid = ? OR vm_name = ?)"
-                args += [vm, vm]
+                // A VM that shared its UUID with another is filed under `UUID/SOCKET` meanwhile
+                // (LedgerKeys): asking for the UUID gathers those rows too.
+                sql += " AND (vm_uuid = ? OR vm_name = ? OR substr(vm_uuid, 1, length(?) + 1) = ? || '/')"
+                args += [vm, vm, vm, vm]
             }
             sql += " ORDER BY from_time, id"
-            return try Row.fetchAll(db, sql: sql, arguments: Self.arguments(args)).map { row in
-                UsageGap(key: DiskKey(vmUUID: row["vm_uuid"], disk: row["disk"]), vmName: row["vm_name"],
-                         from: row["from_time"], to: row["to_time"], reason: row["reason"])
+            return try Row.fetchAll(db, sql: sql, arguments: Self.arguments(args)).map { row throws(LedgerError) in
+                let r = LedgerRow(table: "gaps", row: row, path: path)
+                return UsageGap(key: DiskKey(vmUUID: try r.text("vm_uuid"), disk: try r.text("disk")), vmName: try r.text("vm_name"),
+                                from: try r.time("from_time"), to: try r.time("to_time"), reason: try r.text("reason"))
             }
         }
     }
@@ -178,17 +273,9 @@ public final class Ledger: Sendable {
         StatementArguments(values.map { Optional($0) })
     }
 
+    /// Counters as the ledger stores them since schema v2: the decimal digits, exactly.
     private static func values(_ c: BlockCounters) -> [any DatabaseValueConvertible] {
-        IOCounter.allCases.map { Int64(clamping: c[$0]) }
-    }
-
-    private static func counters(_ row: Row) -> BlockCounters {
-        var c = BlockCounters()
-        for counter in IOCounter.allCases {
-            let v: Int64 = row[counter.name] ?? 0
-            c[counter] = UInt64(max(0, v))
-        }
-        return c
+        IOCounter.allCases.map { String(c[$0]) }
     }
 
     private func read<T>(_ body: (Database) throws -> T) throws(LedgerError) -> T {

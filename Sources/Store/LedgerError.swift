@@ -4,6 +4,9 @@ import GRDB
 public struct LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable {
         case corrupt, readOnly, full, cannotOpen, schema, other
+        /// A row holds a value its column cannot hold (a negative or non-numeric counter,
+        /// NULL, a time past the year 9999): the message names the table, row and column.
+        case invalidRow
     }
 
     public var kind: Kind

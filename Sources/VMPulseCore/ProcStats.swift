@@ -64,7 +64,8 @@ public enum ProcSched {
         for line in text.split(separator: "\n") where line.contains("wait_sum") {
             guard let colon = line.lastIndex(of: ":") else { return nil }
             let number = line[line.index(after: colon)...].trimmingCharacters(in: " ")
-            guard let ms = Double(number), ms >= 0, ms.isFinite else { return nil }
+            // 2^64 as a double: UInt64(_:) traps at or past it.
+            guard let ms = Double(number), ms >= 0, ms * 1_000_000 < 18_446_744_073_709_551_616.0 else { return nil }
             return UInt64(ms * 1_000_000)
         }
         return nil

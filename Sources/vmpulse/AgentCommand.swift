@@ -27,6 +27,7 @@ struct AgentCommand: AsyncParsableCommand {
         let settings: AgentConfig
         do {
             settings = try AgentSettings.load(file: config, socketDir: socketDir, dataDir: dataDir, listen: listen, interval: interval)
+            try settings.checkThinDisksOnHost()  // a device that is not there is a config error at start
         } catch {
             Stderr.write("vmpulse agent: \(error)\n")
             throw ExitCode.failure
@@ -54,12 +55,12 @@ struct AgentCommand: AsyncParsableCommand {
         options.balloonStatsPeriod = settings.balloonStatsPeriod
         let backend = QMPBackend(options: options, logger: Logger(label: "vmpulse.qmp"))
         let store = SnapshotStore()
-        let (observations, continuation) = AsyncStream<Observation>.makeStream(bufferingPolicy: .bufferingNewest(100_000))
-        let sampler = SamplerService(backend: backend, config: settings, store: store, observations: continuation, logger: logger)
-        let ledger = LedgerService(config: settings, observations: observations, logger: Logger(label: "vmpulse.ledger"))
+        let ledger = LedgerService(config: settings, logger: Logger(label: "vmpulse.ledger"))
+        let sampler = SamplerService(backend: backend, config: settings, store: store, observations: ledger.sink, logger: logger)
         let thin = ThinDiskMonitor(config: settings, backend: backend, logger: Logger(label: "vmpulse.thin"))
         let api = APIServer.application(
-            host: host, port: port, store: store, ledger: ledger, sampler: sampler, thin: thin.status, logger: Logger(label: "vmpulse.api")
+            host: host, port: port, store: store, ledger: ledger, sampler: sampler, thin: thin.status, logger: Logger(label: "vmpulse.api"),
+            limits: APILimits(idleTimeout: .milliseconds(Int64(settings.apiIdleTimeout * 1000)), maxConnections: settings.apiMaxConnections)
         ) { bound in
             logger.info("vmpulse agent serving http://\(host):\(bound), sockets in \(settings.socketDirectory), ledger \(settings.ledgerPath)")
         }

@@ -15,19 +15,34 @@ struct BillingCommand: AsyncParsableCommand {
     struct Selection: ParsableArguments {
         @Option(help: "Where the ledger lives (default: the agent's data directory).") var dataDir: String?
         @Option(help: "The agent's configuration file, for its data directory.") var config: String?
-        @Option(help: "Start (ISO 8601, UTC when no zone is given), inclusive.") var from: String?
-        @Option(help: "End (ISO 8601), exclusive.") var to: String?
+        @Option(help: "Start, inclusive: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS with Z, +HH:MM or no zone (UTC).") var from: String?
+        @Option(help: "End, exclusive, in the same forms; after --from.") var to: String?
         @Option(help: "csv or json.") var format = "csv"
         @Option(help: "Only this VM (name or UUID).") var vm: String?
 
         func validate() throws {
             guard format == "csv" || format == "json" else { throw ValidationError("--format must be csv or json, got '\(format)'") }
-            if let from { _ = try Self.time(from, "--from") }
-            if let to { _ = try Self.time(to, "--to") }
+            _ = try range()
         }
 
-        func range() throws -> (from: Double?, to: Double?) {
-            (try from.map { try Self.time($0, "--from") }, try to.map { try Self.time($0, "--to") })
+        /// `[--from, --to)` in Unix seconds. A value that is not a real time (`2026-02-30`,
+        /// `T25:61:61Z`) is refused, not normalised; so is a range that selects nothing.
+        func range() throws -> (from: Int64?, to: Int64?) {
+            func parse(_ text: String?, _ option: String) throws -> Int64? {
+                guard let text else { return nil }
+                do throws(BillingDateError) {
+                    return try BillingDate.parse(text)
+                } catch {
+                    throw ValidationError("\(option) \(error.message)")
+                }
+            }
+            let (start, end) = (try parse(from, "--from"), try parse(to, "--to"))
+            do throws(BillingDateError) {
+                try BillingDate.checkRange(from: start, to: end, fromText: from ?? "", toText: to ?? "")
+            } catch {
+                throw ValidationError(error.message)
+            }
+            return (start, end)
         }
 
         func openLedger() throws -> Ledger {
@@ -37,22 +52,6 @@ struct BillingCommand: AsyncParsableCommand {
                 throw ValidationError("no ledger at \(path) (has the agent run with this data directory? see --data-dir)")
             }
             return try Ledger.open(path: path, readOnly: true)
-        }
-
-        static func time(_ text: String, _ option: String) throws -> Double {
-            let withZone = ISO8601DateFormatter()
-            withZone.formatOptions = [.withInternetDateTime]
-            let fractional = ISO8601DateFormatter()
-            fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            let dateOnly = ISO8601DateFormatter()
-            dateOnly.formatOptions = [.withFullDate]
-            for candidate in [text, text + "Z"] {
-                for f in [withZone, fractional] {
-                    if let d = f.date(from: candidate) { return d.timeIntervalSince1970 }
-                }
-            }
-            if let d = dateOnly.date(from: text) { return d.timeIntervalSince1970 }
-            throw ValidationError("\(option) '\(text)' is not an ISO 8601 time (2026-11-22, 2026-11-22T07:00:00Z, 2026-11-22T08:00:00+01:00)")
         }
     }
 
@@ -64,8 +63,7 @@ struct BillingCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (from, to) = try selection.range()
-            let rows = try selection.openLedger().usage(
-                from: from.map { Int64($0.rounded(.up)) }, to: to.map { Int64($0.rounded(.up)) }, vm: selection.vm)
+            let rows = try selection.openLedger().usage(from: from, to: to, vm: selection.vm)
             print(selection.format == "json" ? BillingFormat.json(rows) : BillingFormat.csv(rows), terminator: "")
         }
     }
@@ -78,7 +76,7 @@ struct BillingCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (from, to) = try selection.range()
-            let gaps = try selection.openLedger().gaps(from: from, to: to, vm: selection.vm)
+            let gaps = try selection.openLedger().gaps(from: from.map(Double.init), to: to.map(Double.init), vm: selection.vm)
             print(selection.format == "json" ? BillingFormat.json(gaps) : BillingFormat.csv(gaps), terminator: "")
         }
     }

@@ -107,8 +107,11 @@ struct StatsCommand: AsyncParsableCommand {
 }
 
 extension StatsCommand {
-    /// Asks a running agent; returns the exit code, or nil when no agent answers
-    /// (then the figures are collected directly).
+    /// Asks a running agent; returns the exit code, or nil when no agent answers (then the
+    /// figures are collected directly). Whatever answers on the agent's port is checked
+    /// before anything is printed (`AgentAnswer`): what is not a vmpulse agent (a web
+    /// server, something that never answers or never stops) is named in a warning, and the
+    /// figures are collected directly.
     func fromAgent(_ settings: AgentConfig) async throws -> Int32? {
         let (host, port) = try settings.listenAddress()
         var query = "/v1/stats?format=\(json ? "json" : "text")"
@@ -117,30 +120,34 @@ extension StatsCommand {
         if enforce { query += "&enforce=1" }
         let answer: AgentClient.Response
         do {
-            answer = try await AgentClient.get(host: host, port: port, path: query, timeout: .milliseconds(Int64(max(timeout, 1) * 1000)))
+            answer = try await AgentClient.get(host: host, port: port, path: query, timeout: max(timeout, 1))
         } catch {
-            if agent != nil { Stderr.write("vmpulse stats: \(error) at \(host):\(port); asking QEMU directly\n") }
+            if case .unreachable = error {
+                // Nothing listens: the usual case on a host without an agent.
+                if agent != nil { Stderr.write("vmpulse stats: \(error) at \(host):\(port); asking QEMU directly\n") }
+            } else {
+                Stderr.write("vmpulse stats: warning: what answers at \(host):\(port) is not a vmpulse agent (\(error)); asking QEMU directly\n")
+            }
             return nil
         }
-        switch answer.status {
-        case 200:
+        switch AgentAnswer.check(answer, json: json) {
+        case .stats:
             if !json { print("# source: agent at \(host):\(port) (statsAge: seconds since each VM last answered)") }
             print(answer.body, terminator: "")
             fflush(nil)
             if let leftOut = answer.headers.first(name: "X-VMPulse-Left-Out") {
-                Stderr.write("vmpulse stats: left out \(leftOut.replacingOccurrences(of: ",", with: ", ")) (not supported here; --enforce makes this an error)\n")
+                Stderr.write("vmpulse stats: left out \(AgentClient.printable(leftOut.replacingOccurrences(of: ",", with: ", "))) (not supported here; --enforce makes this an error)\n")
             }
             if let errors = answer.headers.first(name: "X-VMPulse-Errors"), let list = try? JSONParser.parse(Array(errors.utf8)).arrayValue {
-                for e in list.compactMap(\.stringValue) { Stderr.write("vmpulse stats: \(e)\n") }
+                for e in list.compactMap(\.stringValue) { Stderr.write("vmpulse stats: \(AgentClient.printable(e))\n") }
             }
             return 0
-        case 400, 404:
-            let message = (try? JSONParser.parse(Array(answer.body.utf8)))?["error"]?.stringValue ?? answer.body
-            Stderr.write("vmpulse stats: \(message)\n")
+        case .refused(let message):
+            Stderr.write("vmpulse stats: \(AgentClient.printable(message))\n")
             return answer.status == 400 && message.contains("group") ? 2 : 1
-        default:
-            Stderr.write("vmpulse stats: the agent answered \(answer.status): \(answer.body)\n")
-            return 1
+        case .notAnAgent(let why):
+            Stderr.write("vmpulse stats: warning: what answers at \(host):\(port) is not a vmpulse agent (\(answer.summary): \(why)); asking QEMU directly\n")
+            return nil
         }
     }
 

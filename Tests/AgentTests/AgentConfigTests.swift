@@ -69,6 +69,13 @@ import Testing
         ("ledger:\n  period: 10", "ledger.period", "between 60"),
         ("ledger:\n  flush_interval: 99999", "ledger.flush_interval", "between 0.1 and ledger.period"),
         ("socket_dir: [a, b]", "socket_dir", "expected text"),
+        ("api:\n  idle_timeout: 0", "api.idle_timeout", "between 0.1 and 3600"),
+        ("api:\n  idle_timeout: 3601", "api.idle_timeout", "between 0.1 and 3600"),
+        ("api:\n  idle_timeout: never", "api.idle_timeout", "expected a number"),
+        ("api:\n  max_connections: 0", "api.max_connections", "between 1 and 65536"),
+        ("api:\n  max_connections: 9223372036854775807", "api.max_connections", "between 1 and 65536"),
+        ("api:\n  max_connections: 2.5", "api.max_connections", "expected an integer"),
+        ("api:\n  timeout: 3", "api.timeout", "unknown key"),
     ])
     func badFilesNameTheKey(yaml: String, key: String, message: String) {
         do {
@@ -78,6 +85,12 @@ import Testing
             #expect(error.key == key, "\(error)")
             #expect(error.message.contains(message), "\(error)")
         }
+    }
+
+    @Test func theAPILimitsHaveDefaultsAndAreRead() throws {
+        #expect(AgentConfig().apiIdleTimeout == 30 && AgentConfig().apiMaxConnections == 256)
+        let c = try AgentConfig.parse(yaml: "api:\n  idle_timeout: 2.5\n  max_connections: 16\n")
+        #expect(c.apiIdleTimeout == 2.5 && c.apiMaxConnections == 16)
     }
 
     @Test func brokenYAMLIsAnError() {

@@ -99,6 +99,71 @@ import VMPulseTestSupport
         #expect(try Spawn.capture("/usr/bin/pgrep", ["-f", marker]).status == 1, "the program's child outlived it")
     }
 
+    @Test func aProgramThatExitsAtOnceEndsTheExtensionWhateverItsChildrenHold() async throws {
+        // `sleep &` inherits the program's standard output and error and keeps them open:
+        // the extension must end when the program exits, not when its pipes close.
+        let marker = "sleep 57.\(Int.random(in: 100_000...999_999))"
+        let leaves = try script("leaves-output", "echo growing; \(marker) & exit 0")
+        let started = ContinuousClock.now
+        try await extender(leaves, timeout: .seconds(30)).extend(to: 8192, request: request(size: 8192))
+        let took = ContinuousClock.now - started
+        #expect(took < .seconds(3), "the extension waited \(took) for the program's child")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try Spawn.capture("/usr/bin/pgrep", ["-f", marker]).status == 1, "the program's child outlived it")
+    }
+
+    @Test func aChildThatLeftTheProgramsGroupDoesNotHoldTheExtensionEither() async throws {
+        // setsid puts the child out of reach of the group kill; its pipes must not matter.
+        let marker = "sleep 56.\(Int.random(in: 100_000...999_999))"
+        let escapes = try script("escapes", "setsid \(marker) & exit 0")
+        defer { _ = try? Spawn.capture("/usr/bin/pkill", ["-f", marker]) }
+        let started = ContinuousClock.now
+        try await extender(escapes, timeout: .seconds(30)).extend(to: 8192, request: request(size: 8192))
+        let took = ContinuousClock.now - started
+        #expect(took < .seconds(3), "the extension waited \(took) for a child outside the program's group")
+    }
+
+    @Test func aMissingProgramClosesNoDescriptorTwice() async throws {
+        // Descriptors this process holds (a QMP socket, the ledger) must survive any
+        // number of failed runs: a pipe stands for them, checked after every round while
+        // other runs open and close descriptors at the same time.
+        let before = Self.openDescriptors()
+        var sentinels: [(read: Int32, write: Int32)] = []
+        for _ in 0..<8 {
+            var fds: [Int32] = [0, 0]
+            #expect(pipe(&fds) == 0)
+            sentinels.append((fds[0], fds[1]))
+        }
+        defer { for s in sentinels { close(s.read); close(s.write) } }
+        let missing = dir + "/nosuchprogram"
+        for round in 0..<25 {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try? await self.extender(missing).extend(to: 8192, request: self.request(size: 8192)) }
+                }
+                // Open and close descriptors meanwhile, as the agent's sockets and files do:
+                // a number closed a second time would take one of these, or a sentinel.
+                group.addTask {
+                    for _ in 0..<200 {
+                        let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                        if fd >= 0 { close(fd) }
+                    }
+                }
+            }
+            for (i, s) in sentinels.enumerated() {
+                var byte: UInt8 = UInt8(i)
+                #expect(write(s.write, &byte, 1) == 1, "round \(round): sentinel \(i) was closed under us (\(String(cString: strerror(errno))))")
+                var back: UInt8 = 255
+                #expect(read(s.read, &back, 1) == 1 && back == UInt8(i), "round \(round): sentinel \(i) was closed under us")
+            }
+        }
+        #expect(Self.openDescriptors() == before + 16, "descriptors before: \(before), after (with 16 sentinels): \(Self.openDescriptors())")
+    }
+
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    }
+
     @Test func aMissingProgramIsAnError() async throws {
         await #expect {
             try await extender(dir + "/nosuchprogram").extend(to: 8192, request: request(size: 8192))

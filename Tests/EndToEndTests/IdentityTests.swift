@@ -38,6 +38,9 @@ import VMPulseTestSupport
         #expect(afterA == (try await LedgerReading.qemu(original).counters))
         #expect(afterB == (try await LedgerReading.qemu(clone).counters))
 
+        // Asking for the UUID gathers both VMs' rows, under every key they had.
+        let byUUID = try LedgerReading.exported(dataDir: agent.dataDirectory, vm: original.uuid)
+        #expect(byUUID[.writeBytes] == afterA[.writeBytes] + afterB[.writeBytes])
         // Each under a key of its own while both run, and the conflict in health and stats.
         let keys = try exportedKeys(agent.dataDirectory)
         #expect(keys.contains(original.uuid + "/clone-a.sock"), "\(keys)")

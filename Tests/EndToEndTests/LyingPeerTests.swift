@@ -33,7 +33,9 @@ import VMPulseTestSupport
         defer { bed.shutdown() }
         let big = UInt64(1) << 63
         // What the peer says, one reading per query-blockstats, then the last one for good.
-        let script: [UInt64] = [big + 5, big + 1_005, UInt64.max, 7]
+        // Each value three times: the agent bills a VM from its second pass on (its key must
+        // hold for two passes), and its first pass also asks query-blockstats for the full groups.
+        let script: [UInt64] = [big + 5, big + 1_005, UInt64.max, 7].flatMap { [$0, $0, $0] }
         let calls = Atomic<Int>(0)
         let peer = try await ScriptedQMPPeer.answering(path: bed.socketDirectory + "/liar.sock") { command, _ in
             switch command {

@@ -334,7 +334,12 @@ import VMPulseTestSupport
         guests["fails"]?.stop()
         let gone = try await Self.waitDisk(agent, vm: "fails", Self.state("unset"))
         #expect(Self.reason(gone).contains("not connected"))
-        #expect(try agent.health().status == 200)
+        // The disks that cannot work degrade the agent's health, each named; a disk whose VM
+        // is gone, a healthy one and one at its maximum (its guest not paused) do not.
+        let health = try agent.health()
+        #expect(health.status == 503)
+        let named = Set((health.body["thin_problems"]?.arrayValue ?? []).compactMap { $0["disk"]?.stringValue })
+        #expect(named.isSuperset(of: ["lies/disk0", "nonode/nosuchnode"]) && named.isDisjoint(with: ["fails/disk0", "healthy/disk0", "full/disk0"]), "\(named)")
         #expect(try Self.disks(agent).first { $0["vm"]?.stringValue == "healthy" }?["state"]?.stringValue == "set")
 
         // SIGTERM while the hanging program runs again: the agent waits its grace (10 s),

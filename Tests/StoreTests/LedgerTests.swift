@@ -113,7 +113,7 @@ import VMPulseCore
     }
 
     @Test func aFullDiskIsReportedAndNothingWrittenBeforeIsLost() throws {
-      try withTmpfs(size: "192k") { mount in
+      try withTmpfs(size: "320k") { mount in
         let ledger = try Ledger.open(path: mount + "/ledger.sqlite")
         try ledger.write(batch(bytes: 100, cursorBytes: 100))
         var failure: LedgerError?

@@ -231,4 +231,16 @@ import VMPulseCore
         #expect(acc.followedInstanceDisks <= 2 * 1 + 257)
         #expect(billed(acc.batch()) == 50_000)
     }
+
+    /// A wall clock that jumped past year 9999 (or is not a number) is a gap, not a trap.
+    @Test func anAbsurdClockIsAGapNotATrap() {
+        var acc = loaded()
+        acc.observe(reading("u", 10, at: 1_100, a))
+        acc.observe(reading("u", 20, at: 1e300, a))
+        acc.observe(reading("u", 30, at: .nan, a))
+        acc.observe(reading("u", 40, at: 1_102, a))
+        let batch = acc.batch()
+        #expect(billed(batch) == 40)
+        #expect(batch.gaps.filter { $0.reason.contains("clock") }.count == 2)
+    }
 }

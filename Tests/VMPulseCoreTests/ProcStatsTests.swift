@@ -36,5 +36,11 @@ import VMPulseCore
         #expect(ProcSched.waitSumNanoseconds(withStats) == 1_500_000)
         #expect(ProcSched.waitSumNanoseconds("se.exec_start : 1.0\n") == nil)
         #expect(ProcSched.waitSumNanoseconds("wait_sum : -4\n") == nil)
+        // Past 2^64 ns (or not finite): refused, never a trap.
+        #expect(ProcSched.waitSumNanoseconds("wait_sum : 18446744073709.551616\n") == nil)
+        #expect(ProcSched.waitSumNanoseconds("wait_sum : 1e300\n") == nil)
+        #expect(ProcSched.waitSumNanoseconds("wait_sum : inf\n") == nil)
+        #expect(ProcSched.waitSumNanoseconds("wait_sum : nan\n") == nil)
+        #expect(ProcSched.waitSumNanoseconds("wait_sum : 18446744073709.5\n") != nil)
     }
 }

@@ -26,6 +26,11 @@ public struct CommandExtender: DiskExtender {
     public func extend(to size: UInt64, request: ExtensionRequest) async throws(ExtenderError) {
         let group = ProgramGroup()
         let input = try Self.requestFile(request.lines)
+        // Ours from here to the end, closed exactly once: swift-subprocess is told not to
+        // close it (`closeAfterSpawningProcess: false`), because whether it has closed it
+        // depends on how far spawning got; a second close of a number already reused
+        // would close a QMP socket or the ledger (or trap in swift-subprocess).
+        defer { try? input.close() }
         let finished: (status: TerminationStatus, output: String, errors: String)
         do {
             finished = try await withTaskCancellationHandler {
@@ -52,7 +57,6 @@ public struct CommandExtender: DiskExtender {
         } catch let error as ExtenderError {
             throw error
         } catch {
-            try? input.close()  // not spawned: still ours (spawned, it was closed already)
             throw ExtenderError("cannot run \(program): \(error)")
         }
         // Whatever the program left running in its group (a helper it forked) goes too.
@@ -67,14 +71,17 @@ public struct CommandExtender: DiskExtender {
     }
 
     /// Runs the program in a process group of its own and returns once it has exited,
-    /// with what it wrote (the first 64 KiB of each stream).
+    /// with what it wrote (the first 64 KiB of each stream). It returns when the program
+    /// exits even if a child it left holds its output open: swift-subprocess (1.0.2) ends
+    /// the reads of the output when the process terminates (tested by
+    /// `aProgramThatExitsAtOnceEndsTheExtensionWhateverItsChildrenHold`).
     private func runProgram(input: FileDescriptor, group: ProgramGroup) async throws -> (TerminationStatus, String, String) {
         var options = PlatformOptions()
         options.processGroupID = 0  // its own group, so a timeout kills what it started too
         let limit = 64 * 1024
         let result = try await run(
             .path(FilePath(program)), arguments: Arguments(arguments), platformOptions: options,
-            input: .fileDescriptor(input, closeAfterSpawningProcess: true), output: .sequence, error: .sequence
+            input: .fileDescriptor(input, closeAfterSpawningProcess: false), output: .sequence, error: .sequence
         ) { execution in
             group.started(execution.processIdentifier.value)
             async let output = Self.collect(execution.standardOutput, limit: limit)

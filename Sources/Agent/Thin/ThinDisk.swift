@@ -26,6 +26,9 @@ actor ThinDisk {
         case retryDue
         /// Polling mode: read the disk and act on what it says.
         case poll
+        /// Is the device still there? (A disk waiting at its mark would not notice otherwise
+        /// until the guest writes past it.)
+        case checkDevice
     }
 
     nonisolated let config: ThinDiskConfig
@@ -37,6 +40,7 @@ actor ThinDisk {
     private nonisolated let inbox: AsyncStream<Input>
     private nonisolated let mailbox: AsyncStream<Input>.Continuation
     private nonisolated let pollQueued = Mutex(false)
+    private nonisolated let checkQueued = Mutex(false)
 
     private var machine: ThinDiskMachine
     private var socket: String?
@@ -55,6 +59,9 @@ actor ThinDisk {
     private var extensionTask: Task<Void, Never>?
     private var retryTask: Task<Void, Never>?
     private var cycles: [Double] = []
+    /// `machine.failures` when the disk last had its mark set (or was bound): the failures
+    /// since then are in a row.
+    private var failuresAtLastGood = 0
 
     init(config: ThinDiskConfig, extender: any DiskExtender, backend: QMPBackend, store: ThinStatusStore, logger: Logger, polling: Bool) {
         self.config = config
@@ -75,6 +82,9 @@ actor ThinDisk {
         if case .poll = input {
             // A disk still busy with the last poll does not pile up more.
             guard pollQueued.withLock({ queued in defer { queued = true }; return !queued }) else { return }
+        }
+        if case .checkDevice = input {
+            guard checkQueued.withLock({ queued in defer { queued = true }; return !queued }) else { return }
         }
         mailbox.yield(input)
     }
@@ -105,6 +115,7 @@ actor ThinDisk {
             eventArrived = nil
             resumeSentAt = nil
             machine.reset()
+            failuresAtLastGood = machine.failures
             await perform([.observe])
         case .disconnected(let connection):
             guard connection == self.connection else { return }
@@ -144,6 +155,15 @@ actor ThinDisk {
         case .poll:
             pollQueued.withLock { $0 = false }
             if socket != nil { await perform([.observe]) }
+        case .checkDevice:
+            checkQueued.withLock { $0 = false }
+            guard socket != nil, case .set = machine.state else { return }
+            do throws(ExtenderError) {
+                _ = try await extender.currentSize()
+            } catch {
+                logger.error("thin disk \(config.label): \(error.message); it cannot be extended until the device is back")
+                await feed(.observationFailed(reason: error.message))
+            }
         }
     }
 
@@ -289,7 +309,26 @@ actor ThinDisk {
         }
     }
 
+    /// Why the disk cannot do its work, if it cannot: disabled for a reason other than
+    /// being at its maximum (no such drive or node, a mark QEMU refuses, an unknown size),
+    /// at its maximum with the guest paused out of space, or failing
+    /// `ThinDiskStatus.failuresBeforeProblem` times in a row (a missing device, an extension
+    /// program that keeps failing). A disk whose VM is not running is no problem.
+    private func problem() -> String? {
+        switch machine.state {
+        case .disabled(let reason):
+            let atMaximum = machine.maximum.map { machine.physical >= $0 } ?? false
+            return atMaximum && !machine.pausedForSpace ? nil : reason
+        case .backoff(_, let reason):
+            let inARow = machine.failures - failuresAtLastGood
+            return inARow >= ThinDiskStatus.failuresBeforeProblem ? "\(reason) (failed \(inARow) times in a row)" : nil
+        default:
+            return nil
+        }
+    }
+
     private func publish() {
+        if case .set = machine.state { failuresAtLastGood = machine.failures }
         var reason: String?
         switch machine.state {
         case .disabled(let r): reason = r
@@ -302,7 +341,8 @@ actor ThinDisk {
             mark: machine.state.name == "set" ? machine.mark : nil, physical: machine.physical, maximum: machine.maximum,
             extensions: machine.extensions, failures: machine.failures, pausesRecovered: machine.pausesRecovered,
             pausedForSpace: machine.pausedForSpace,
-            lastExtensionMs: machine.lastExtensionSeconds.map { $0 * 1000 }, lastCycleMs: cycles.last, recentCyclesMs: cycles))
+            lastExtensionMs: machine.lastExtensionSeconds.map { $0 * 1000 }, lastCycleMs: cycles.last, recentCyclesMs: cycles,
+            problem: problem()))
     }
 }
 

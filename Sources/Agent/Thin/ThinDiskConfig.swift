@@ -1,3 +1,4 @@
+import Glibc
 import Yams
 
 /// One thin disk the agent watches and extends, from `thin_disks:` in the configuration.
@@ -96,5 +97,65 @@ extension ConfigReader {
             result.append(disk)
         }
         return result
+    }
+}
+
+extension ThinDiskConfig {
+    /// Refuses two entries for one disk (the same VM and drive, or VM and node) and two
+    /// entries growing one device (or one loop file): two state machines would extend the
+    /// same storage twice for one crossing, and their statuses would overwrite each other.
+    /// Entries that name one VM by name and by UUID cannot be told apart here.
+    static func checkDuplicates(_ disks: [ThinDiskConfig]) throws(ConfigError) {
+        for (j, disk) in disks.enumerated() {
+            for (i, earlier) in disks[..<j].enumerated() {
+                if disk.vm == earlier.vm, (disk.drive != nil && disk.drive == earlier.drive) || (disk.node != nil && disk.node == earlier.node) {
+                    throw ConfigError(key: "thin_disks[\(j)]", message: "the same disk as thin_disks[\(i)] (\(disk.label)); give each disk once")
+                }
+                if disk.device == earlier.device {
+                    throw ConfigError(key: "thin_disks[\(j)].device", message: "\(disk.device) is also the device of thin_disks[\(i)] (\(earlier.label)); one device holds one disk")
+                }
+                if case .loop(let file) = disk.backend, case .loop(let other) = earlier.backend, file == other {
+                    throw ConfigError(key: "thin_disks[\(j)].file", message: "\(file) is also the file of thin_disks[\(i)] (\(earlier.label)); one file backs one device")
+                }
+            }
+        }
+    }
+}
+
+extension AgentConfig {
+    /// What only the host can say, checked when the agent starts (not when the file is
+    /// parsed, so that `vmpulse stats` can read the same file anywhere): every thin disk's
+    /// device exists and is a block device or a file, a loop disk's backing file exists, a
+    /// command is an executable file, and no two disks reach one device through two paths
+    /// (a symlink such as /dev/vg0/db and /dev/mapper/vg0-db).
+    public func checkThinDisksOnHost() throws(ConfigError) {
+        var seen: [(device: UInt64, inode: UInt64, index: Int)] = []
+        for (i, disk) in thinDisks.enumerated() {
+            let k = "thin_disks[\(i)]"
+            var st = stat()
+            guard stat(disk.device, &st) == 0 else {
+                throw ConfigError(key: k + ".device", message: "\(disk.device): \(String(cString: strerror(errno))) (\(disk.label) cannot be extended without it)")
+            }
+            let kind = st.st_mode & S_IFMT
+            guard kind == S_IFBLK || kind == S_IFREG else {
+                throw ConfigError(key: k + ".device", message: "\(disk.device) is neither a block device nor a file")
+            }
+            // A block device is known by its device number, a file by its inode.
+            let identity = kind == S_IFBLK ? (UInt64(st.st_rdev), UInt64(0)) : (UInt64(st.st_dev), UInt64(st.st_ino))
+            if let earlier = seen.first(where: { $0.device == identity.0 && $0.inode == identity.1 }) {
+                throw ConfigError(key: k + ".device", message: "\(disk.device) is the same device as thin_disks[\(earlier.index)] (\(thinDisks[earlier.index].device)); one device holds one disk")
+            }
+            seen.append((identity.0, identity.1, i))
+            switch disk.backend {
+            case .loop(let file):
+                guard stat(file, &st) == 0 else { throw ConfigError(key: k + ".file", message: "\(file): \(String(cString: strerror(errno)))") }
+                guard (st.st_mode & S_IFMT) == S_IFREG else { throw ConfigError(key: k + ".file", message: "\(file) is not a regular file") }
+            case .command(let program, _, _):
+                guard program.hasPrefix("/") else { throw ConfigError(key: k + ".command", message: "'\(program)' is not an absolute path") }
+                guard stat(program, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(program, X_OK) == 0 else {
+                    throw ConfigError(key: k + ".command", message: "\(program) is not an executable file")
+                }
+            }
+        }
     }
 }

@@ -17,14 +17,16 @@ public final class ThinDiskMonitor: Service, Sendable {
     private let logger: Logger
     /// How long graceful shutdown waits for extensions in flight before it stops them.
     private let shutdownGrace: Duration
+    private let deviceCheckInterval: Duration
     public let status: ThinStatusStore
 
-    public init(config: AgentConfig, backend: QMPBackend, logger: Logger, shutdownGrace: Duration = .seconds(10)) {
+    public init(config: AgentConfig, backend: QMPBackend, logger: Logger, shutdownGrace: Duration = .seconds(10), deviceCheckInterval: Duration = .seconds(5)) {
         let store = ThinStatusStore()
         self.status = store
         self.backend = backend
         self.logger = logger
         self.shutdownGrace = shutdownGrace
+        self.deviceCheckInterval = deviceCheckInterval
         self.pollingInterval = config.thinPollingInterval
         disks = config.thinDisks.map { disk in
             let extender: any DiskExtender
@@ -49,6 +51,7 @@ public final class ThinDiskMonitor: Service, Sendable {
                 await withTaskGroup(of: Void.self) { routing in
                     routing.addTask { await self.route() }
                     if pollingInterval > 0 { routing.addTask { await self.poll() } }
+                    if !disks.isEmpty { routing.addTask { await self.checkDevices() } }
                     await routing.next()
                     routing.cancelAll()
                 }
@@ -111,6 +114,15 @@ public final class ThinDiskMonitor: Service, Sendable {
                     continue
                 }
             }
+        }
+    }
+
+    /// Every `deviceCheckInterval`, each disk waiting at its mark checks that its device is
+    /// still there (one stat), so that a device that vanished shows in `/v1/health` before
+    /// the guest needs the room.
+    private func checkDevices() async {
+        while (try? await Task.sleep(for: deviceCheckInterval)) != nil {
+            for disk in disks { disk.send(.checkDevice) }
         }
     }
 

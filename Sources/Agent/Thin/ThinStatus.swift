@@ -26,6 +26,14 @@ public struct ThinDiskStatus: Sendable, Equatable {
     public var lastCycleMs: Double?
     /// The most recent cycles (up to 1024), oldest first, in ms.
     public var recentCyclesMs: [Double]
+    /// Why this disk cannot do its work, when it cannot (see `ThinDisk.problem`): the agent's
+    /// health is degraded while any disk has one. Nil for a disk that works, waits for its
+    /// VM, or failed fewer than `failuresBeforeProblem` times in a row.
+    public var problem: String? = nil
+
+    /// Failures in a row before a disk in backoff is a problem: one passing failure (a
+    /// monitor slow to answer) must not flap the agent's health.
+    public static let failuresBeforeProblem = 3
 
     /// The `thin.N.*` keys of one disk.
     func params(index i: Int) -> [StatsParam] {
@@ -59,6 +67,11 @@ public final class ThinStatusStore: Sendable {
 
     public func all() -> [ThinDiskStatus] {
         disks.withLock { Array($0.values) }.sorted { $0.label < $1.label }
+    }
+
+    /// The disks that cannot do their work, for `/v1/health`.
+    public func problems() -> [ThinDiskStatus] {
+        all().filter { $0.problem != nil }
     }
 
     /// The `thin` group of the VM with this name or UUID.

@@ -227,6 +227,13 @@ public struct Accounting: Sendable {
             baseline = .zero  // started after the ledger existed: every counter is ours to account
         }
         let delta = o.counters.delta(since: baseline)
+        // The time is the host's wall clock; a clock past year 9999 (or not finite) would
+        // trap converting to Int64: such a reading is a gap, not a crash.
+        guard o.time.isFinite, abs(o.time) < 253_402_300_800 else {
+            gap(o, from: o.time.isFinite ? o.time : 0, to: o.time.isFinite ? o.time : 0,
+                reason: "the host's clock read \(o.time), outside the years 0 to 9999; this reading's usage is not billed")
+            return
+        }
         let start = Int64((o.time / Double(periodSeconds)).rounded(.down)) * periodSeconds
         let pk = PeriodKey(key: o.key, start: start)
         var entry = pendingUsage[pk] ?? PeriodUsage(

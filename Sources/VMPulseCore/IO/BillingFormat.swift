@@ -50,7 +50,10 @@ public enum BillingFormat {
     }
 
     /// `2026-11-22T07:00:00Z` (fractions of a second kept to the millisecond when present).
+    /// Total: a time outside the years 0000 to 9999 (or not a number) is written as its
+    /// seconds, never a trap (the ledger refuses such times when it reads them).
     public static func isoTime(_ unix: Double) -> String {
+        guard unix.isFinite, unix >= -62_167_219_200, unix < 253_402_300_800 else { return "\(unix)s-since-1970" }
         let whole = Int64(unix.rounded(.down))
         let millis = Int64(((unix - Double(whole)) * 1000).rounded())
         var days = whole >= 0 ? whole / 86_400 : (whole - 86_399) / 86_400
