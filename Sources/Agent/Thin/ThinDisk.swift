@@ -16,6 +16,9 @@ actor ThinDisk {
         /// restart), or its identity became known.
         case connected(socket: String, connection: Int, name: String, uuid: String)
         case disconnected(connection: Int)
+        /// Several running VMs answer to the disk's `vm`: bound to none of them (`ThinBindings`);
+        /// no sockets: that ended.
+        case contested(sockets: [String])
         /// BLOCK_WRITE_THRESHOLD on `node`.
         case thresholdCrossed(connection: Int, node: String?, at: Double)
         /// BLOCK_IO_ERROR with nospace on `node` / `device`.
@@ -47,6 +50,8 @@ actor ThinDisk {
     private var connection: Int?
     private var vmName: String?
     private var vmUUID: String?
+    /// Why the disk is bound to no VM although its VM runs: several claim it.
+    private var contested: String?
     private var reading: ThinDiskReading?
     /// QEMU's io-status is trusted only on the first read of a connection: it stays
     /// `nospace` after `cont` on `-blockdev` drives.
@@ -108,6 +113,7 @@ actor ThinDisk {
             if self.connection != connection { logger.info("thin disk \(config.label): bound to \(name) (\(socket))") }
             self.socket = socket
             self.connection = connection
+            contested = nil
             vmName = name
             vmUUID = uuid
             reading = nil
@@ -125,6 +131,13 @@ actor ThinDisk {
             reading = nil
             eventArrived = nil
             machine.reset()
+            publish()
+        case .contested(let sockets) where sockets.isEmpty:
+            contested = nil
+            publish()
+        case .contested(let sockets):
+            contested = "\(sockets.count) running VMs answer to '\(config.vm)' (\(sockets.joined(separator: ", "))): "
+                + "not extended for either until one is gone (give each VM a name and UUID of its own)"
             publish()
         case .thresholdCrossed(let connection, let node, let at):
             guard connection == self.connection, let reading, node == reading.node || node == reading.formatNode else { return }
@@ -315,6 +328,7 @@ actor ThinDisk {
     /// `ThinDiskStatus.failuresBeforeProblem` times in a row (a missing device, an extension
     /// program that keeps failing). A disk whose VM is not running is no problem.
     private func problem() -> String? {
+        if let contested, socket == nil { return contested }
         switch machine.state {
         case .disabled(let reason):
             let atMaximum = machine.maximum.map { machine.physical >= $0 } ?? false
@@ -333,7 +347,7 @@ actor ThinDisk {
         switch machine.state {
         case .disabled(let r): reason = r
         case .backoff(_, let r): reason = r
-        default: reason = socket == nil ? "the VM's monitor is not connected" : nil
+        default: reason = socket == nil ? contested ?? "the VM's monitor is not connected" : nil
         }
         store.publish(ThinDiskStatus(
             label: config.label, vm: config.vm, vmName: vmName, vmUUID: vmUUID, drive: reading?.drive ?? config.drive ?? "",

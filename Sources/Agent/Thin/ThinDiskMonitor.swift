@@ -76,25 +76,21 @@ public final class ThinDiskMonitor: Service, Sendable {
     }
 
     /// Hands each event to the disks it concerns. Which disks belong to which connection
-    /// is this loop's own table, so bindings follow the events' order exactly.
+    /// is this loop's own table (`ThinBindings`), so bindings follow the events' order exactly.
     private func route() async {
-        var bound: [Int: (socket: String, disks: [ThinDisk])] = [:]
+        var table = ThinBindings(vms: disks.map(\.config.vm))
         for await event in backend.events {
             let connection = event.connection
             switch event.kind {
             case .connected(let name, let uuid):
-                let mine = disks.filter { $0.config.vm == name || (!uuid.isEmpty && $0.config.vm == uuid) }
-                // The identity can be learned late (the monitor was slow to answer): disks
-                // bound under the name the socket gave, and not this one, are let go.
-                for disk in bound[connection]?.disks ?? [] where !mine.contains(where: { $0 === disk }) {
-                    disk.send(.disconnected(connection: connection))
-                }
-                bound[connection] = mine.isEmpty ? nil : (event.socketPath, mine)
-                for disk in mine { disk.send(.connected(socket: event.socketPath, connection: connection, name: name, uuid: uuid)) }
+                // The identity can be learned late (the monitor was slow to answer): the
+                // table lets go of disks bound under the name the socket gave.
+                apply(table.connected(connection, .init(socket: event.socketPath, name: name, uuid: uuid)))
             case .disconnected:
-                for disk in bound.removeValue(forKey: connection)?.disks ?? [] { disk.send(.disconnected(connection: connection)) }
+                apply(table.disconnected(connection))
             case .qmp(let e):
-                guard let mine = bound[connection]?.disks else {
+                let mine = table.disks(of: connection).map { disks[$0] }
+                guard !mine.isEmpty else {
                     if e.name == "BLOCK_WRITE_THRESHOLD" {
                         logger.debug("write threshold event on \(event.socketPath), where no thin disk is watched")
                     }
@@ -112,6 +108,25 @@ public final class ThinDiskMonitor: Service, Sendable {
                     for disk in mine { disk.send(.vmResumed(connection: connection)) }
                 default:
                     continue
+                }
+            }
+        }
+    }
+
+    private func apply(_ changes: [Int: [ThinBindings.Change]]) {
+        for (index, list) in changes.sorted(by: { $0.key < $1.key }) {
+            let disk = disks[index]
+            for change in list {
+                switch change {
+                case .unbind(let connection):
+                    disk.send(.disconnected(connection: connection))
+                case .bind(let connection, let claim):
+                    disk.send(.connected(socket: claim.socket, connection: connection, name: claim.name, uuid: claim.uuid))
+                case .contested(let sockets) where sockets.isEmpty:
+                    disk.send(.contested(sockets: []))
+                case .contested(let sockets):
+                    logger.error("thin disk \(disk.config.label): \(sockets.count) running VMs answer to '\(disk.config.vm)' (\(sockets.joined(separator: ", "))); not extended for either until one is gone")
+                    disk.send(.contested(sockets: sockets))
                 }
             }
         }
