@@ -48,6 +48,52 @@ import VMPulseTestSupport
         #expect(try await agent.stop() == 0)
     }
 
+    /// A cloned VM (two running QEMUs with one UUID) would both claim a thin disk named by
+    /// that UUID: the disk is bound to neither, reported, and bound again when one goes.
+    @Test func aThinDiskTwoRunningVMsClaimIsBoundToNeither() async throws {
+        let bed = try TestBed(prefix: "thinclone")
+        defer { bed.shutdown() }
+        let mine = try ThinDiskFixture(directory: bed.directory, physicalMiB: 64, capacityMiB: 1024)
+        defer { mine.detach() }
+        let theirs = try ThinDiskFixture(directory: bed.directory, physicalMiB: 64, capacityMiB: 1024)
+        defer { theirs.detach() }
+        var original = mine.guest(named: "thin-a", paused: true)
+        let uuid = original.uuid
+        let yaml = """
+            thin_disks:
+              - vm: \(uuid)
+                node: proto0
+                chunk_mib: 64
+                max_size_mib: 1100
+                device: \(mine.device)
+                backend: loop
+                file: \(mine.file)
+            """
+        let agent = try AgentProcess(socketDirectory: bed.socketDirectory, dataDirectory: bed.directory + "/data", directory: bed.directory, extraYAML: yaml)
+        try await agent.waitReady()
+        original.uuid = uuid
+        _ = try bed.launch(original)
+        try await waitHealth(agent, status: 200, timeout: .seconds(20)) { _ in
+            (try? HTTPGet.fetch(port: agent.port, path: "/v1/thin").body.contains("\"state\":\"set\"")) == true
+        }
+        var cloneSpec = theirs.guest(named: "thin-b", paused: true)
+        cloneSpec.uuid = uuid
+        let clone = try bed.launch(cloneSpec)
+        let contested = try await waitHealth(agent, status: 503, timeout: .seconds(20)) { body in body["thin_problems"] != nil }
+        let problem = contested["thin_problems"]?.arrayValue?.first?["problem"]?.stringValue ?? ""
+        #expect(problem.contains("2 running VMs answer to '\(uuid)'") && problem.contains("thin-a.sock") && problem.contains("thin-b.sock"), "\(problem)")
+        let thin = try HTTPGet.fetch(port: agent.port, path: "/v1/thin").body
+        #expect(!thin.contains("\"state\":\"set\""), "bound to neither: \(thin)")
+        #expect(agent.logText.components(separatedBy: "running VMs answer to").count - 1 == 1, "logged once")
+
+        clone.stop()
+        let healthy = try await waitHealth(agent, status: 200, timeout: .seconds(20)) { _ in
+            (try? HTTPGet.fetch(port: agent.port, path: "/v1/thin").body.contains("\"state\":\"set\"")) == true
+        }
+        #expect(healthy["thin_problems"] == nil && healthy["identity_conflicts"] == nil)
+        #expect(try await agent.stop() == 0)
+    }
+
     /// Waits until `/v1/health` answers `status` and `also` holds; returns its body.
     @discardableResult
     func waitHealth(_ agent: AgentProcess, status: Int, timeout: Duration, _ also: (JSONValue) -> Bool) async throws -> JSONValue {
