@@ -233,15 +233,18 @@ struct ConfigReader {
         return value
     }
 
+    // Numbers are read from the scalar's text with Swift's own parsers, not Yams'
+    // `Node.int`/`Node.float`: those take YAML 1.1's base-60 forms (`1:30`), and Yams 6.2.2
+    // traps on an overflowing one (`18446744073:7:7`, found by `make fuzz`, FuzzConfig).
     static func number(_ node: Node, _ key: String) throws(ConfigError) -> Double {
-        guard node.scalar != nil, let n = node.float, n.isFinite, node.bool == nil else {
+        guard let s = node.scalar, s.style == .plain, let n = Double(s.string), n.isFinite else {
             throw ConfigError(key: key, message: "expected a number of seconds, got '\(node.scalar?.string ?? "a structure")'")
         }
         return n
     }
 
     static func integer(_ node: Node, _ key: String) throws(ConfigError) -> Int {
-        guard node.scalar != nil, let n = node.int, node.bool == nil else {
+        guard let s = node.scalar, s.style == .plain, let n = Int(s.string) else {
             throw ConfigError(key: key, message: "expected an integer, got '\(node.scalar?.string ?? "a structure")'")
         }
         return n

@@ -49,6 +49,11 @@ import Testing
         ("sampler:\n  interval: fast", "sampler.interval", "expected a number"),
         ("sampler:\n  interval: true", "sampler.interval", "expected a number"),
         ("ledger:\n  period: 1.5", "ledger.period", "expected an integer"),
+        // YAML 1.1's base-60 integers: Yams trapped on an overflowing one (found by FuzzConfig).
+        ("io:\n  histogram_boundaries_us: [18446744073:7:7044674407:3:7:5,  -1]", "io.histogram_boundaries_us", "expected an integer"),
+        ("ledger:\n  period: 1:30", "ledger.period", "expected an integer"),
+        ("sampler:\n  interval: 1:30", "sampler.interval", "expected a number"),
+        ("ledger:\n  period: 99999999999999999999999", "ledger.period", "expected an integer"),
         ("io:\n  latency_histograms: maybe", "io.latency_histograms", "expected true or false"),
         ("io:\n  histogram_boundaries_us: 5", "io.histogram_boundaries_us", "expected a list"),
         ("io:\n  histogram_boundaries_us: [5, 3]", "io.histogram_boundaries_us", "increasing"),
