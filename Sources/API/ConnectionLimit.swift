@@ -25,8 +25,9 @@ public struct APILimits: Sendable, Equatable {
 /// then waits in the kernel's backlog until an idle connection times out, 30 s by
 /// default. Here a connection beyond the limit closes the connection that has been idle
 /// longest (no request in progress), so a probe is answered at once while idle clients
-/// hold every place; only when every connection is in the middle of a request is the new
-/// one closed. Each such request is bounded by the idle timeout.
+/// hold every place; when every connection is in the middle of a request, the one whose
+/// request has waited longest is closed (a client that pipelines requests and never reads
+/// the answers would otherwise hold its place for good).
 final class ConnectionTable: Sendable {
     private struct Entry {
         let channel: any Channel
@@ -50,8 +51,12 @@ final class ConnectionTable: Sendable {
         entries.withLock { table in
             table[ObjectIdentifier(channel)] = Entry(channel: channel, requests: 0, lastActive: .now)
             guard table.count > limit else { return nil }
-            let victim = table.filter { $0.key != ObjectIdentifier(channel) && $0.value.requests == 0 }
-                .min { $0.value.lastActive < $1.value.lastActive }?.key ?? ObjectIdentifier(channel)
+            // The longest-idle other connection; when every other one is in a request, the
+            // one whose request has waited longest (a client that sends requests and never
+            // reads the answers holds its request open for good).
+            let others = table.filter { $0.key != ObjectIdentifier(channel) }
+            let victim = (others.filter { $0.value.requests == 0 }.min { $0.value.lastActive < $1.value.lastActive }
+                ?? others.min { $0.value.lastActive < $1.value.lastActive })?.key ?? ObjectIdentifier(channel)
             return table.removeValue(forKey: victim)?.channel
         }
     }

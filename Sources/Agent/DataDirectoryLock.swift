@@ -40,11 +40,17 @@ public final class DataDirectoryLock: Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0, let text = try? readText("/proc/locks") else { return nil }
         let inode = UInt64(st.st_ino)
+        // The device as /proc/locks prints it: major and minor in hex (glibc's encoding of dev_t).
+        let dev = UInt64(st.st_dev)
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
+        let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             guard f.count >= 6, f[1] == "FLOCK", let pid = Int32(f[4]) else { continue }
             let parts = f[5].split(separator: ":")
-            if parts.count == 3, UInt64(parts[2]) == inode { return pid }
+            if parts.count == 3, UInt64(parts[2]) == inode, UInt64(parts[0], radix: 16) == major, UInt64(parts[1], radix: 16) == minor {
+                return pid
+            }
         }
         return nil
     }

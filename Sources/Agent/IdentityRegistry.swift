@@ -18,12 +18,15 @@ public final class IdentityRegistry: Sendable {
     }
 
     /// Records what the VM behind `socket` claims and returns the key to bill it under
-    /// (nil while its identity is not known), and the conflict it is part of.
+    /// (nil while its identity is not known), and the conflict it is part of. A reading
+    /// without an identity (a monitor that did not answer in time, a reconnection not yet
+    /// asked) keeps the socket's last claim in the table, so that a clone cannot take the
+    /// key of a VM that merely stalled; nothing is billed for such a reading.
     func update(socket: String, claim: String?) -> (key: String?, conflict: LedgerKeys.Conflict?) {
         state.withLock { s in
-            s.keys.update(socket: socket, claim: claim)
+            if let claim { s.keys.update(socket: socket, claim: claim) }
             report(&s)
-            return (s.keys.key(for: socket), s.keys.conflict(for: socket))
+            return (claim == nil ? nil : s.keys.key(for: socket), s.keys.conflict(for: socket))
         }
     }
 

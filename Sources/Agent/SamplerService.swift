@@ -85,8 +85,10 @@ public final class SamplerService: Service, Sendable {
                 let alive = await sampler.pass()
                 if !alive {
                     _ = samplers.withLock { $0.removeValue(forKey: path) }
-                    identities.remove(socket: path)
                 }
+                // A pass still running when its socket went away may have recorded a claim
+                // after `discover` removed it: remove it again once no sampler is left.
+                if samplers.withLock({ $0[path] !== sampler }) { identities.remove(socket: path) }
                 _ = busy.withLock { $0.remove(path) }
                 _ = passes.withLock { $0.removeValue(forKey: path) }
             }

@@ -134,6 +134,34 @@ import VMPulseTestSupport
         #expect(try await agent.stop() == 0)
     }
 
+    /// Clients that pipeline requests and never read the answers keep a request in flight
+    /// for good (the answers fill the socket): when every place is held so, a new connection
+    /// (a health probe) closes the longest-waiting one instead of being refused.
+    @Test func clientsThatNeverReadTheirAnswersCannotLockHealthOut() async throws {
+        let bed = try TestBed(prefix: "apinoread")
+        defer { bed.shutdown() }
+        let agent = try await agent(bed, idleTimeout: 600, maxConnections: 4)
+        var hogs: [Int32] = []
+        defer { for fd in hogs { close(fd) } }
+        let requests = String(repeating: "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", count: 20_000)
+        for _ in 0..<4 {
+            let fd = try connect(agent.port)
+            var small: Int32 = 4096  // a small receive buffer: the answers back up at once
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            var flags = fcntl(fd, F_GETFL)
+            flags |= O_NONBLOCK
+            _ = fcntl(fd, F_SETFL, flags)
+            _ = requests.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            hogs.append(fd)
+        }
+        try await Task.sleep(for: .seconds(2))
+        let started = ContinuousClock.now
+        let health = try HTTPGet.fetch(port: agent.port, path: "/v1/health")
+        #expect(health.status == 200)
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(try await agent.stop() == 0)
+    }
+
     @Test func badLimitsAreRefusedAtStart() async throws {
         let bed = try TestBed(prefix: "apibad")
         defer { bed.shutdown() }

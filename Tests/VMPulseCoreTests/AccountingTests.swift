@@ -223,13 +223,53 @@ import VMPulseCore
 
     /// QEMU restarted again and again: what is followed stays bounded, and billing exact.
     @Test func aKeyWithThousandsOfRestartsStaysBounded() {
-        var acc = loaded()
+        var acc = Accounting(periodSeconds: 3600, maxFollowed: 300)
+        acc.load(cursors: [:], ledgerCreatedAt: 500)
         for i in 0..<5_000 {
             let p = QEMUInstance(id: "\(i)@1@b", startedAt: 1_000 + Double(i))
             acc.observe(reading("u", 10, at: 1_000.5 + Double(i), p))
         }
-        #expect(acc.followedInstanceDisks <= 2 * 1 + 257)
+        #expect(acc.followedInstanceDisks <= 300)
         #expect(billed(acc.batch()) == 50_000)
+    }
+
+    /// The reviewer's sequence: a VM that does not answer while a clone of it takes its
+    /// key, then an agent restart, then the VM answers under another key. Its own cursor
+    /// (kept in the ledger per process) says how far it was billed: nothing twice.
+    @Test func aProcessWhoseKeyWasTakenIsNotBilledAgainAfterARestart() {
+        var acc = loaded()
+        acc.observe(reading("u", 1_000, at: 1_100, a))
+        acc.observe(reading("u", 5, at: 1_200, b))  // the clone under the bare key meanwhile
+        let persisted = acc.batch().cursors
+        #expect(persisted.keys.contains(DiskKey(vmUUID: Accounting.instancePrefix + a.id, disk: "drive0")))
+        var restarted = loaded(persisted)
+        restarted.observe(reading("u/a.sock", 1_300, at: 1_300, a))
+        #expect(billed(restarted.batch(), key: "u/a.sock") == 300)
+    }
+
+    /// An upgrade while clones run: the old agent's `PID@TICKS` cursor under the bare key
+    /// is found again when the process is filed under a key of its own.
+    @Test func aLegacyCursorIsFoundUnderAnotherKey() {
+        let legacy = LedgerCursor(instance: "100@5", counters: BlockCounters([.writeBytes: 1_000]), sampledAt: 1_050)
+        var acc = loaded([DiskKey(vmUUID: "u", disk: "drive0"): legacy])
+        acc.observe(reading("u/a.sock", 1_200, at: 1_100, a))
+        #expect(billed(acc.batch()) == 200)
+    }
+
+    /// A counter going back is a new generation of all counters (QEMU restarts them
+    /// together), recorded as a gap naming it.
+    @Test func aCounterGoingBackStartsEveryCounterAgainWithAGap() {
+        var acc = loaded()
+        let key = DiskKey(vmUUID: "u", disk: "drive0")
+        func r(_ bytes: UInt64, _ ops: UInt64, _ t: Double) -> Observation {
+            Observation(key: key, vmName: "vm", diskPath: "/d", instance: a, counters: BlockCounters([.writeBytes: bytes, .writeIOs: ops]), time: t)
+        }
+        acc.observe(r(1_000, 10, 1_100))
+        acc.observe(r(100, 3, 1_101))
+        let total = acc.batch().usage.reduce(BlockCounters()) { $0 + $1.usage }
+        #expect(total[.writeBytes] == 1_100)
+        #expect(total[.writeIOs] == 13)
+        #expect(acc.batch().gaps.first?.reason.contains("write_bytes, write_ios") == true)
     }
 
     /// A wall clock that jumped past year 9999 (or is not a number) is a gap, not a trap.

@@ -31,7 +31,13 @@ public actor QMPBackend: HypervisorBackend {
     private var machines: [String: QMPMachine] = [:]
     /// Sockets nothing listened on (a QEMU that was killed leaves its socket behind): not
     /// tried again, nor reported again, until a new socket replaces the file.
-    private var dead: [String: SocketDirectory.Stamp] = [:]
+    private var dead: [String: (stamp: SocketDirectory.Stamp, since: Double)] = [:]
+    /// The socket files already reported gone, so that a retry that finds one still dead
+    /// is not logged again.
+    private var reportedDead: [String: SocketDirectory.Stamp] = [:]
+    /// A dead socket is tried again after this long (seconds), quietly: a QEMU may have
+    /// been caught between bind() and listen(), when its socket refuses connections.
+    static let deadRetry: Double = 30
     private let eventSink: AsyncStream<MachineEvent>.Continuation
     /// Every VM's connection events and QMP events, in arrival order. One consumer; when
     /// nobody reads, the newest 4096 are kept.
@@ -53,9 +59,12 @@ public actor QMPBackend: HypervisorBackend {
     @discardableResult
     public func refresh() async throws(BackendError) -> Discovery {
         var sockets = try SocketDirectory.scan(options.socketDirectory)
-        for (path, stamp) in dead where !sockets.contains(path) || SocketDirectory.stamp(path) != stamp {
+        let now = MonotonicTime.now()
+        for (path, entry) in dead where !sockets.contains(path) || now - entry.since >= Self.deadRetry
+            || SocketDirectory.stamp(path) != entry.stamp {
             dead.removeValue(forKey: path)
         }
+        for path in reportedDead.keys where !sockets.contains(path) { reportedDead.removeValue(forKey: path) }
         sockets.removeAll { dead[$0] != nil }
         let present = Set(sockets)
         let added = sockets.filter { machines[$0] == nil }
@@ -206,8 +215,9 @@ public actor QMPBackend: HypervisorBackend {
     /// Forgets a VM whose socket nothing listens on, and remembers the socket file as dead.
     private func drop(_ socketPath: String) async {
         if let stamp = SocketDirectory.stamp(socketPath) {
-            if dead[socketPath] == nil { logger.info("nothing listens on \(socketPath) any more: its VM is gone") }
-            dead[socketPath] = stamp
+            if reportedDead[socketPath] != stamp { logger.info("nothing listens on \(socketPath) any more: its VM is gone") }
+            reportedDead[socketPath] = stamp
+            dead[socketPath] = (stamp, MonotonicTime.now())
         }
         if let machine = machines.removeValue(forKey: socketPath) { await machine.close() }
     }

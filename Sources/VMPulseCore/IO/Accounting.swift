@@ -28,6 +28,16 @@ public struct QEMUInstance: Hashable, Sendable {
         self.init(id: "\(pid)@\(startTicks)@\(bootID)", startedAt: startedAt)
     }
 
+    /// The id older agents wrote for this process (`PID@TICKS`).
+    var legacyID: String {
+        let parts = id.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count >= 2 ? parts[0] + "@" + parts[1] : id
+    }
+
+    static func isLegacy(_ id: String) -> Bool {
+        id.split(separator: "@", omittingEmptySubsequences: false).count == 2
+    }
+
     /// Whether a cursor written for `recorded` is this process's. Ledgers written before
     /// the boot id was part of the id hold `PID@TICKS`: such a cursor is this process's
     /// when pid and start time match and it was taken while this process ran (so in this boot).
@@ -168,8 +178,26 @@ public struct Accounting: Sendable {
         var disk: String
     }
 
-    public init(periodSeconds: Int64) {
+    /// Where each process's own cursor is kept in the ledger, beside the keys' cursors:
+    /// `instance:PID@TICKS@BOOT` as the key, so that an agent restarted after a VM moved
+    /// between keys (or lost its key to a clone while it did not answer) still knows how
+    /// far that process was billed.
+    public static let instancePrefix = "instance:"
+    /// Cursors written by agents before the boot id was part of the id (`PID@TICKS`).
+    private var legacy: [InstanceDisk: LedgerCursor] = [:]
+    private var dirtyInstances: Set<InstanceDisk> = []
+
+    private mutating func follow(_ ik: InstanceDisk, _ cursor: LedgerCursor) {
+        if let known = byInstance[ik], known.sampledAt >= cursor.sampledAt { return }
+        byInstance[ik] = cursor
+    }
+
+    /// The most processes' disks followed in memory (`maxFollowed`: see `advance`).
+    public let maxFollowed: Int
+
+    public init(periodSeconds: Int64, maxFollowed: Int = 100_000) {
         self.periodSeconds = max(1, periodSeconds)
+        self.maxFollowed = max(2, maxFollowed)
     }
 
     public var isLoaded: Bool { ledgerCreatedAt != nil }
@@ -178,12 +206,20 @@ public struct Accounting: Sendable {
     /// (while the ledger could not be read) are accounted now, from those cursors.
     public mutating func load(cursors persisted: [DiskKey: LedgerCursor], ledgerCreatedAt: Double) {
         self.ledgerCreatedAt = ledgerCreatedAt
-        cursors = persisted
+        cursors = [:]
         byInstance = [:]
+        legacy = [:]
         for (key, cursor) in persisted {
-            let ik = InstanceDisk(instance: cursor.instance, disk: key.disk)
-            if let known = byInstance[ik], known.sampledAt >= cursor.sampledAt { continue }
-            byInstance[ik] = cursor
+            if key.vmUUID.hasPrefix(Self.instancePrefix) {
+                follow(InstanceDisk(instance: cursor.instance, disk: key.disk), cursor)
+            } else {
+                cursors[key] = cursor
+                follow(InstanceDisk(instance: cursor.instance, disk: key.disk), cursor)
+                if QEMUInstance.isLegacy(cursor.instance) {
+                    let lk = InstanceDisk(instance: cursor.instance, disk: key.disk)
+                    if (legacy[lk]?.sampledAt ?? -.infinity) < cursor.sampledAt { legacy[lk] = cursor }
+                }
+            }
         }
         let held = waiting.values.sorted { $0.time < $1.time }
         waiting.removeAll()
@@ -195,6 +231,9 @@ public struct Accounting: Sendable {
     private func accounted(_ o: Observation) -> LedgerCursor? {
         if let own = byInstance[InstanceDisk(instance: o.instance.id, disk: o.key.disk)] { return own }
         if let cursor = cursors[o.key], o.instance.wrote(cursor.instance, at: cursor.sampledAt) { return cursor }
+        if let old = legacy[InstanceDisk(instance: o.instance.legacyID, disk: o.key.disk)], o.instance.wrote(old.instance, at: old.sampledAt) {
+            return old
+        }
         return nil
     }
 
@@ -205,10 +244,15 @@ public struct Accounting: Sendable {
         }
         let baseline: BlockCounters
         if let own = accounted(o) {
-            if o.time < own.sampledAt { return }  // out of order: already counted
-            if !o.counters.decreased(since: own.counters).isEmpty {
-                gap(o, from: own.sampledAt, to: o.time,
-                    reason: "counters went backwards within one QEMU (drive replaced); usage since the last reading is unknown")
+            // Out of order: already counted. (Ordered by time, not by the counters: a late
+            // reading from before a drive was replaced has larger counters than the cursor.
+            // A wall clock stepped back therefore holds billing until it catches up.)
+            if o.time < own.sampledAt { return }
+            let decreased = o.counters.decreased(since: own.counters)
+            if !decreased.isEmpty {
+                // QEMU's counters restart together (a replaced drive): all start from zero.
+                gap(o, from: own.sampledAt, to: max(own.sampledAt, o.time),
+                    reason: "counters went backwards within one QEMU (\(decreased.map(\.name).joined(separator: ", ")): drive replaced); usage since the last reading is unknown")
                 baseline = .zero
             } else {
                 baseline = own.counters
@@ -269,16 +313,25 @@ public struct Accounting: Sendable {
 
     private mutating func advance(_ o: Observation) {
         let cursor = LedgerCursor(instance: o.instance.id, counters: o.counters, sampledAt: o.time)
+        let ik = InstanceDisk(instance: o.instance.id, disk: o.key.disk)
         cursors[o.key] = cursor
-        byInstance[InstanceDisk(instance: o.instance.id, disk: o.key.disk)] = cursor
+        byInstance[ik] = cursor
         dirty.insert(o.key)
-        // Bounded: a process no key's cursor names any more has ended (or lost its key to
-        // another process, which `LedgerKeys` prevents); forget those now and then.
-        if byInstance.count > 2 * cursors.count + 256 {
-            let named = Set(cursors.map { InstanceDisk(instance: $0.value.instance, disk: $0.key.disk) })
-            byInstance = byInstance.filter { named.contains($0.key) }
+        dirtyInstances.insert(ik)
+        // Bounded in memory: processes not read for a week have ended (or their VM has not
+        // answered for that long); their cursors stay in the ledger.
+        if byInstance.count > maxFollowed {
+            let cutoff = o.time - Self.followedFor
+            byInstance = byInstance.filter { $0.value.sampledAt > cutoff }
+            if byInstance.count > maxFollowed / 2 {
+                let newest = byInstance.sorted { $0.value.sampledAt > $1.value.sampledAt }.prefix(maxFollowed / 2)
+                byInstance = Dictionary(uniqueKeysWithValues: newest.map { ($0.key, $0.value) })
+            }
         }
     }
+
+    /// How long a process is followed in memory after its last reading.
+    static let followedFor: Double = 7 * 86_400
 
     /// How many processes' disks are followed (for tests of the memory bound).
     public var followedInstanceDisks: Int { byInstance.count }
@@ -289,10 +342,14 @@ public struct Accounting: Sendable {
 
     /// What to write now.
     public func batch() -> LedgerBatch {
-        LedgerBatch(
+        var written = cursors.filter { dirty.contains($0.key) }
+        for ik in dirtyInstances {
+            if let c = byInstance[ik] { written[DiskKey(vmUUID: Self.instancePrefix + ik.instance, disk: ik.disk)] = c }
+        }
+        return LedgerBatch(
             usage: pendingUsage.values.sorted { ($0.key, $0.periodStart) < ($1.key, $1.periodStart) },
             gaps: pendingGaps,
-            cursors: cursors.filter { dirty.contains($0.key) })
+            cursors: written)
     }
 
     /// Forgets what `batch` wrote; what was observed since stays pending.
@@ -305,8 +362,13 @@ public struct Accounting: Sendable {
             pendingUsage[pk] = entry.samples <= 0 && entry.usage.isZero ? nil : entry
         }
         pendingGaps.removeFirst(min(batch.gaps.count, pendingGaps.count))
-        for (key, cursor) in batch.cursors where cursors[key] == cursor {
-            dirty.remove(key)
+        for (key, cursor) in batch.cursors {
+            if key.vmUUID.hasPrefix(Self.instancePrefix) {
+                let ik = InstanceDisk(instance: cursor.instance, disk: key.disk)
+                if byInstance[ik] == cursor { dirtyInstances.remove(ik) }
+            } else if cursors[key] == cursor {
+                dirty.remove(key)
+            }
         }
     }
 

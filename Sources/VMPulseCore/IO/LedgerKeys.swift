@@ -33,8 +33,12 @@ public struct LedgerKeys: Sendable {
     public init() {}
 
     /// The claim of a VM: its UUID, or `name:NAME` without one.
+    /// In a name, `%` and `/` are written `%25` and `%2F`: `/` separates the socket's
+    /// name in a qualified key, and a VM named `web/b.sock` must not get the key of the
+    /// VM `web` on `b.sock`.
     public static func claim(name: String, uuid: String) -> String {
-        uuid.isEmpty || uuid == "00000000-0000-0000-0000-000000000000" ? "name:" + name : uuid
+        guard uuid.isEmpty || uuid == "00000000-0000-0000-0000-000000000000" else { return uuid }
+        return "name:" + name.replacingPercentAndSlash()
     }
 
     /// Records what the VM behind `socket` claims (nil while its identity is not known).
@@ -71,5 +75,20 @@ public struct LedgerKeys: Sendable {
     /// The socket's file name: unique in the socket directory.
     static func socketName(_ path: String) -> String {
         path.split(separator: "/").last.map(String.init) ?? path
+    }
+}
+
+extension String {
+    func replacingPercentAndSlash() -> String {
+        guard contains("%") || contains("/") else { return self }
+        var out = ""
+        for c in self {
+            switch c {
+            case "%": out += "%25"
+            case "/": out += "%2F"
+            default: out.append(c)
+            }
+        }
+        return out
     }
 }
