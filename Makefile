@@ -1,7 +1,7 @@
 # vmpulse: the two commands a new user needs are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: setup build test demo bench bench-agent bench-thin clean
+.PHONY: setup build test fuzz demo bench bench-agent bench-thin clean
 
 ## setup: install QEMU and friends if missing, build the test guest
 setup:
@@ -16,6 +16,12 @@ test: setup
 	# One test at a time: on two cores, parallel suites that boot guests starve
 	# each other and make the timing bounds (a stuck VM costs at most --timeout) noisy.
 	$(SWIFT) test --skip-build --no-parallel
+	# Each libFuzzer target for a short time (the sanitizer build is its own, in .build/fuzz).
+	FUZZ_SECONDS=$${FUZZ_TEST_SECONDS:-20} SWIFT=$(SWIFT) scripts/fuzz.sh
+
+## fuzz: build the libFuzzer targets (Fuzz/*) and run each for FUZZ_SECONDS (600 by default)
+fuzz:
+	SWIFT=$(SWIFT) scripts/fuzz.sh
 
 ## demo: boot three test guests and show live `vmpulse stats` for them
 demo: setup

@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // Pure logic: the stats model, selection, formats, /proc parsers. No I/O.
@@ -137,8 +138,18 @@ let package = Package(
             path: "Benchmarks/ThinBenchmark",
             swiftSettings: strict
         ),
-        .testTarget(name: "VMPulseCoreTests", dependencies: ["VMPulseCore"]),
-        .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport"]),
+        // libFuzzer targets (scripts/fuzz.sh builds them with -sanitize=fuzzer -DFUZZING; a normal
+        // build makes them corpus replayers, so they keep compiling).
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport", swiftSettings: strict),
+        .executableTarget(name: "FuzzJSON", dependencies: ["FuzzSupport", "VMPulseCore"], path: "Fuzz/FuzzJSON", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzQMP",
+            dependencies: ["FuzzSupport", "VMPulseCore", "QMP", "Hypervisor", .product(name: "NIOEmbedded", package: "swift-nio")],
+            path: "Fuzz/FuzzQMP", swiftSettings: strict),
+        .executableTarget(name: "FuzzConfig", dependencies: ["FuzzSupport", "Agent"], path: "Fuzz/FuzzConfig", swiftSettings: strict),
+        .executableTarget(name: "FuzzBillingDate", dependencies: ["FuzzSupport", "VMPulseCore"], path: "Fuzz/FuzzBillingDate", swiftSettings: strict),
+        .testTarget(name: "VMPulseCoreTests", dependencies: ["VMPulseCore", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "VMPulseCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport", "Store", .product(name: "GRDB", package: "GRDB.swift")]),

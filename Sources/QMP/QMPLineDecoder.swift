@@ -7,18 +7,19 @@ import NIOCore
 /// one has no length limit: a peer sending a 10 MB line would make it buffer
 /// all of it. This decoder fails as soon as `maxLength` bytes arrive without a
 /// line end, so a connection never holds more than about one limit of data.
-struct QMPLineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
+/// (`package` for the fuzz target, Fuzz/FuzzQMP.)
+package struct QMPLineDecoder: ByteToMessageDecoder {
+    package typealias InboundOut = ByteBuffer
 
-    let maxLength: Int
+    package let maxLength: Int
     /// How far the current partial line has been searched for a newline.
     private var scanned = 0
 
-    init(maxLength: Int) {
+    package init(maxLength: Int) {
         self.maxLength = maxLength
     }
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    package mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let view = buffer.readableBytesView
         let searchStart = view.index(view.startIndex, offsetBy: min(scanned, view.count))
         guard let newline = view[searchStart...].firstIndex(of: UInt8(ascii: "\n")) else {
@@ -38,7 +39,7 @@ struct QMPLineDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    package mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         let leftover = buffer.readableBytesView
         if !leftover.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) {

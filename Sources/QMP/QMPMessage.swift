@@ -19,15 +19,15 @@ public struct QMPEvent: Sendable, Equatable {
     public var timestampMicroseconds: Int64?
 }
 
-/// What one line from the monitor is.
-enum QMPMessage: Equatable {
+/// What one line from the monitor is (`package` for the fuzz target, Fuzz/FuzzQMP).
+package enum QMPMessage: Equatable {
     case greeting(QMPGreeting)
     case reply(id: JSONValue?, result: JSONValue)
     case error(id: JSONValue?, errorClass: String, description: String)
     case event(QMPEvent)
 
     /// Classifies a parsed line; anything that is not one of the four message kinds is malformed.
-    static func classify(_ value: JSONValue, excerpt: @autoclosure () -> String) throws(QMPError) -> QMPMessage {
+    package static func classify(_ value: JSONValue, excerpt: @autoclosure () -> String) throws(QMPError) -> QMPMessage {
         guard case .object(let members) = value else {
             throw .malformedMessage(reason: "expected a JSON object, got \(value.kindName)", excerpt: excerpt())
         }
@@ -47,9 +47,12 @@ enum QMPMessage: Equatable {
             guard let name = name.stringValue else {
                 throw .malformedMessage(reason: "an event name must be a string", excerpt: excerpt())
             }
+            // Checked: a peer's timestamp near 2^63 must not wrap round to another time.
             var micros: Int64?
             if let ts = members["timestamp"], let s = ts["seconds"]?.int64Value, let us = ts["microseconds"]?.int64Value {
-                micros = s &* 1_000_000 &+ us
+                let (scaled, o1) = s.multipliedReportingOverflow(by: 1_000_000)
+                let (sum, o2) = scaled.addingReportingOverflow(us)
+                micros = o1 || o2 ? nil : sum
             }
             return .event(QMPEvent(name: name, data: members["data"] ?? .object([:]), timestampMicroseconds: micros))
         }
@@ -72,7 +75,7 @@ enum QMPMessage: Equatable {
 }
 
 /// The first bytes of a message, printable, for error messages and logs.
-func excerpt(of bytes: some Collection<UInt8>, limit: Int = 120) -> String {
+package func excerpt(of bytes: some Collection<UInt8>, limit: Int = 120) -> String {
     var text = String(decoding: bytes.prefix(limit), as: UTF8.self)
     text = String(text.unicodeScalars.map { $0.value < 0x20 ? "." : Character($0) })
     return bytes.count > limit ? text + "... (\(bytes.count) bytes)" : text

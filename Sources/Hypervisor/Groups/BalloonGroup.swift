@@ -67,11 +67,12 @@ enum BalloonGroup {
             let reader = try ReplyReader(command: "qom-get guest-stats", value: guestStats).object()
             let stats = try reader.member("stats").object()
             let lastUpdate = try reader.optionalInt("last-update") ?? 0
-            // QEMU reports -1 for a figure the guest did not send, and last-update 0 before the first report.
+            // QEMU keeps a figure the guest did not send at -1, which its JSON writes as an unsigned
+            // 2^64 - 1 (QEMU 7.2: `18446744073709551615`); last-update is 0 before the first report.
             if lastUpdate > 0 {
                 for (qemu, key, divisor) in guestKeys {
-                    guard let value = try stats.optionalInt(qemu), value >= 0 else { continue }
-                    w.uint("balloon.\(key)", UInt64(value) / divisor)
+                    guard let figure = stats.optionalMember(qemu), figure.value != .uint(.max), figure.value != .int(-1) else { continue }
+                    w.uint("balloon.\(key)", try figure.uintValue() / divisor)
                 }
                 w.uint("balloon.last-update", UInt64(lastUpdate))
             }
@@ -80,10 +81,17 @@ enum BalloonGroup {
         return w.params
     }
 
-    /// The VM's memory from `query-memory-size-summary`: base plus hot-plugged.
+    /// The VM's memory from `query-memory-size-summary`: base plus hot-plugged (a sum past
+    /// 2^64 - 1 is a reply no QEMU sends, refused rather than wrapped to a small size).
     static func maximum(_ memory: JSONValue) throws(QMPError) -> UInt64 {
         let summary = try ReplyReader(command: "query-memory-size-summary", value: memory).object()
-        return try summary.uint("base-memory") &+ (try summary.optionalUInt("plugged-memory") ?? 0)
+        let base = try summary.uint("base-memory"), plugged = try summary.optionalUInt("plugged-memory") ?? 0
+        let (total, overflow) = base.addingReportingOverflow(plugged)
+        guard !overflow else {
+            throw .unexpectedReply(command: "query-memory-size-summary",
+                                   detail: "return: base-memory \(base) + plugged-memory \(plugged) passes 2^64 - 1")
+        }
+        return total
     }
 
     /// `query-balloon`'s size in bytes; a VM without a balloon answers with an error, which is nil here.

@@ -21,10 +21,16 @@ enum VCPUGroup {
         return result
     }
 
+    /// How many vCPUs the VM can have: the sum of its slots' `vcpus-count` (checked: a sum
+    /// past 2^64 - 1 is a reply no QEMU sends, refused rather than wrapped).
     static func maximum(_ reply: JSONValue) throws(QMPError) -> UInt64 {
         var total: UInt64 = 0
         for slot in try ReplyReader(command: "query-hotpluggable-cpus", value: reply).array() {
-            total &+= try slot.uint("vcpus-count")
+            let (sum, overflow) = total.addingReportingOverflow(try slot.uint("vcpus-count"))
+            guard !overflow else {
+                throw .unexpectedReply(command: "query-hotpluggable-cpus", detail: "\(slot.path).vcpus-count: the sum passes 2^64 - 1")
+            }
+            total = sum
         }
         return total
     }
