@@ -1,10 +1,15 @@
 import Foundation
+import Hypervisor
 import Yams
 
 /// The agent's configuration. Every key has a default; a file sets some of them
 /// (YAML, see the README), flags override the file. Unknown keys and wrong types
 /// are errors that name the key.
 public struct AgentConfig: Sendable, Equatable {
+    /// How vmpulse reaches the VMs: `qmp` (a monitor socket of its own per VM, in
+    /// `socketDirectory`) or `libvirt` (through libvirtd at `libvirtURI`).
+    public var backend: BackendOptions.Kind = .qmp
+    public var libvirtURI = "qemu:///system"
     public var socketDirectory = "/run/vmpulse/qmp"
     public var dataDirectory = "/var/lib/vmpulse"
     public var listen = "127.0.0.1:9790"
@@ -55,6 +60,25 @@ public struct AgentConfig: Sendable, Equatable {
     public static let defaultPath = "/etc/vmpulse/vmpulse.yaml"
 
     public var ledgerPath: String { dataDirectory + "/ledger.sqlite" }
+
+    /// The backend's settings.
+    public var backendOptions: BackendOptions {
+        var options = BackendOptions()
+        options.kind = backend
+        options.socketDirectory = socketDirectory
+        options.libvirtURI = libvirtURI
+        options.timeout = .milliseconds(Int64(timeout * 1000))
+        options.balloonStatsPeriod = balloonStatsPeriod
+        return options
+    }
+
+    /// Where the VMs are found, for messages.
+    public var vmSource: String {
+        switch backend {
+        case .qmp: "sockets in \(socketDirectory)"
+        case .libvirt: "libvirt at \(libvirtURI)"
+        }
+    }
 
     /// The listen address as host and port.
     public func listenAddress() throws(ConfigError) -> (host: String, port: Int) {
@@ -178,9 +202,16 @@ struct ConfigReader {
     }
 
     mutating func read(into c: inout AgentConfig) throws(ConfigError) {
-        for (name, value) in try entries(known: ["socket_dir", "data_dir", "listen", "sampler", "io", "ledger", "thin_disks", "thin", "api"]) {
+        for (name, value) in try entries(known: ["backend", "libvirt_uri", "socket_dir", "data_dir", "listen", "sampler", "io", "ledger", "thin_disks", "thin", "api"]) {
             let k = key(name)
             switch name {
+            case "backend":
+                let text = try Self.string(value, k)
+                guard let kind = BackendOptions.Kind(rawValue: text) else {
+                    throw ConfigError(key: k, message: "'\(text)' is not a backend (qmp or libvirt)")
+                }
+                c.backend = kind
+            case "libvirt_uri": c.libvirtURI = try Self.string(value, k)
             case "socket_dir": c.socketDirectory = try Self.string(value, k)
             case "data_dir": c.dataDirectory = try Self.string(value, k)
             case "listen": c.listen = try Self.string(value, k)

@@ -7,7 +7,8 @@ enum IOParams {
         var w = ParamWriter()
         w.uint("io.count", UInt64(disks.count))
         for (i, disk) in disks.enumerated() {
-            w.append(contentsOf: IOGroup.counterParams(index: i, name: disk.name, counters: disk.counters, idleTimeNs: disk.idleTimeNs))
+            w.append(contentsOf: IOGroup.counterParams(index: i, name: disk.name, counters: disk.counters, idleTimeNs: disk.idleTimeNs,
+                                                          unreported: disk.unreported))
             guard let history = windows[disk.name] else { continue }
             for (label, seconds) in IOWindows.windows {
                 guard let f = history.figures(window: seconds) else { continue }

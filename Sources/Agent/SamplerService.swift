@@ -4,21 +4,21 @@ import ServiceLifecycle
 import Synchronization
 import VMPulseCore
 
-/// Watches the socket directory and runs one `VMSampler` per VM. On graceful
+/// Watches the backend for VMs and runs one `VMSampler` per VM. On graceful
 /// shutdown it stops them and ends the stream of observations, so that the
 /// ledger can write everything and stop.
 public final class SamplerService: Service, Sendable {
-    let backend: QMPBackend
+    let backend: any HypervisorBackend
     let config: AgentConfig
     let store: SnapshotStore
     let observations: ObservationSink
     let logger: Logger
-    /// The last problem with the host (socket directory), for the health view.
+    /// The last problem with the host (socket directory, libvirtd), for the health view.
     public let hostError = Mutex<String?>(nil)
     /// The live VMs' ledger keys and identity conflicts.
     public let identities: IdentityRegistry
 
-    public init(backend: QMPBackend, config: AgentConfig, store: SnapshotStore, observations: ObservationSink, logger: Logger) {
+    public init(backend: any HypervisorBackend, config: AgentConfig, store: SnapshotStore, observations: ObservationSink, logger: Logger) {
         self.backend = backend
         self.config = config
         self.store = store
@@ -53,7 +53,7 @@ public final class SamplerService: Service, Sendable {
         logger.info("sampler stopped")
     }
 
-    /// Keeps one sampler per socket.
+    /// Keeps one sampler per machine.
     private func discover() async {
         do throws(BackendError) {
             try await backend.refresh()
@@ -62,15 +62,15 @@ public final class SamplerService: Service, Sendable {
             if hostError.withLock({ $0 }) != error.message { logger.error("\(error)") }
             hostError.withLock { $0 = error.message }
         }
-        let present = Set(await backend.socketPaths)
+        let present = Set(await backend.machines)
         samplers.withLock { all in
             for path in present where all[path] == nil {
-                all[path] = VMSampler(socketPath: path, backend: backend, config: config, store: store, identities: identities,
+                all[path] = VMSampler(machine: path, backend: backend, config: config, store: store, identities: identities,
                                       observations: observations, logger: logger)
             }
             for path in all.keys where !present.contains(path) {
                 all.removeValue(forKey: path)
-                store.remove(socketPath: path)
+                store.remove(machine: path)
                 identities.remove(socket: path)
             }
         }

@@ -6,7 +6,7 @@ import VMPulseCore
 /// it holds the readings (copy-on-write arrays) and renders the record's keys only
 /// when somebody asks, which is far rarer than sampling.
 public struct VMSnapshot: Sendable {
-    public var socketPath: String
+    public var machine: String
     public var name: String
     public var uuid: String
     /// Every group but `io`, from the last full pass.
@@ -20,9 +20,9 @@ public struct VMSnapshot: Sendable {
     /// Monotonic seconds when the VM last answered; nil if it never has.
     public var lastAnswer: Double?
 
-    public init(socketPath: String, name: String, uuid: String, full: [StatsParam], disks: [DiskIOReading] = [],
+    public init(machine: String, name: String, uuid: String, full: [StatsParam], disks: [DiskIOReading] = [],
                 windows: [String: IOWindows] = [:], responsive: Bool, errors: [String], lastAnswer: Double?) {
-        self.socketPath = socketPath
+        self.machine = machine
         self.name = name
         self.uuid = uuid
         self.full = full
@@ -61,11 +61,11 @@ public final class SnapshotStore: Sendable {
     public init() {}
 
     public func publish(_ vm: VMSnapshot) {
-        vms.withLock { $0[vm.socketPath] = vm }
+        vms.withLock { $0[vm.machine] = vm }
     }
 
-    public func remove(socketPath: String) {
-        _ = vms.withLock { $0.removeValue(forKey: socketPath) }
+    public func remove(machine: String) {
+        _ = vms.withLock { $0.removeValue(forKey: machine) }
     }
 
     /// Every VM, by name.

@@ -8,8 +8,8 @@ import VMPulseCore
 /// timer for the host, not one per VM). Keeps the VM's `io` windows, hands each
 /// disk reading to accounting, and publishes the VM's snapshot after every pass.
 actor VMSampler {
-    let socketPath: String
-    private let backend: QMPBackend
+    let machine: String
+    private let backend: any HypervisorBackend
     private let config: AgentConfig
     private let store: SnapshotStore
     private let observations: ObservationSink
@@ -30,10 +30,10 @@ actor VMSampler {
     /// Every group but `io`, which the I/O pass builds.
     static let fullGroups: [StatsGroup] = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .iothread]
 
-    init(socketPath: String, backend: QMPBackend, config: AgentConfig, store: SnapshotStore, identities: IdentityRegistry,
+    init(machine: String, backend: any HypervisorBackend, config: AgentConfig, store: SnapshotStore, identities: IdentityRegistry,
          observations: ObservationSink, logger: Logger) {
         self.identities = identities
-        self.socketPath = socketPath
+        self.machine = machine
         self.backend = backend
         self.config = config
         self.store = store
@@ -44,13 +44,13 @@ actor VMSampler {
 
     /// One I/O pass (and a full pass when one is due). Returns false when the VM is gone.
     func pass() async -> Bool {
-        guard let reading = await backend.readIO(socketPath: socketPath, histogramBoundaries: boundaries) else {
-            logger.debug("VM behind \(socketPath) is gone")
-            store.remove(socketPath: socketPath)
+        guard let reading = await backend.readIO(machine: machine, histogramBoundaries: boundaries) else {
+            logger.debug("VM \(machine) is gone")
+            store.remove(machine: machine)
             return false
         }
         var errors: [String] = []
-        let (key, conflict) = identities.update(socket: socketPath, claim: reading.claim)
+        let (key, conflict) = identities.update(socket: machine, claim: reading.claim)
         if let conflict { errors.append("identity: \(conflict)") }
         if let error = reading.error {
             errors.append(error)
@@ -65,14 +65,14 @@ actor VMSampler {
         settledKey = key
         if reading.time - lastFull >= config.fullInterval {
             lastFull = reading.time
-            guard let record = await backend.collect(socketPath: socketPath, groups: Self.fullGroups) else {
-                store.remove(socketPath: socketPath)
+            guard let record = await backend.collect(machine: machine, groups: Self.fullGroups) else {
+                store.remove(machine: machine)
                 return false
             }
             full = record
         }
         store.publish(VMSnapshot(
-            socketPath: socketPath, name: full?.name ?? reading.name,
+            machine: machine, name: full?.name ?? reading.name,
             uuid: (full?.uuid).flatMap { $0.isEmpty ? nil : $0 } ?? reading.uuid,
             full: full?.params ?? [], disks: reading.disks, windows: windows, responsive: reading.isResponsive,
             errors: errors + (full?.errors ?? []), lastAnswer: lastAnswer))

@@ -10,12 +10,16 @@ public struct DiskIOReading: Sendable, Equatable {
     public var idleTimeNs: UInt64?
     /// Highest offset written in the protocol node (`block.N.allocation`).
     public var allocation: UInt64
+    /// Counters the backend cannot read (libvirt reports no unmap, invalid or failed
+    /// operations): 0 in `counters`, left out of the `io` keys.
+    public var unreported: Set<IOCounter> = []
 }
 
 /// One VM as an I/O pass reads it: the cheap, frequent pass the agent runs every
 /// second for accounting and the `io` windows (one `query-blockstats` per VM).
 public struct VMIOReading: Sendable {
-    public var socketPath: String
+    /// The VM's handle in its backend (see `HypervisorBackend`).
+    public var machine: String
     public var name: String
     public var uuid: String
     public var instance: QEMUInstance?

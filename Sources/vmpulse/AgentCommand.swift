@@ -16,6 +16,8 @@ struct AgentCommand: AsyncParsableCommand {
     )
 
     @Option(help: "Configuration file (YAML). Default: \(AgentConfig.defaultPath) when it exists.") var config: String?
+    @Option(help: "How to reach the VMs: qmp (a monitor socket of vmpulse's own per VM) or libvirt.") var backend: String?
+    @Option(help: "The libvirt connection URI (with --backend libvirt; default qemu:///system).") var libvirtURI: String?
     @Option(help: "The directory of the VMs' vmpulse monitor sockets.") var socketDir: String?
     @Option(help: "Where the ledger lives.") var dataDir: String?
     @Option(help: "HOST:PORT of the HTTP API.") var listen: String?
@@ -26,7 +28,8 @@ struct AgentCommand: AsyncParsableCommand {
         let logger = Logger(label: "vmpulse.agent")
         let settings: AgentConfig
         do {
-            settings = try AgentSettings.load(file: config, socketDir: socketDir, dataDir: dataDir, listen: listen, interval: interval)
+            settings = try AgentSettings.load(file: config, backend: backend, libvirtURI: libvirtURI, socketDir: socketDir, dataDir: dataDir,
+                                              listen: listen, interval: interval)
             try settings.checkThinDisksOnHost()  // a device that is not there is a config error at start
         } catch {
             Stderr.write("vmpulse agent: \(error)\n")
@@ -49,11 +52,13 @@ struct AgentCommand: AsyncParsableCommand {
             lock = nil  // no directory, no ledger to protect: the ledger reports itself degraded
         }
 
-        var options = QMPBackend.Options()
-        options.socketDirectory = settings.socketDirectory
-        options.timeout = .milliseconds(Int64(settings.timeout * 1000))
-        options.balloonStatsPeriod = settings.balloonStatsPeriod
-        let backend = QMPBackend(options: options, logger: Logger(label: "vmpulse.qmp"))
+        let backend: any HypervisorBackend
+        do {
+            backend = try Backends.make(settings.backendOptions, logger: Logger(label: "vmpulse.\(settings.backend.rawValue)"))
+        } catch {
+            Stderr.write("vmpulse agent: \(error)\n")
+            throw ExitCode.failure
+        }
         let store = SnapshotStore()
         let ledger = LedgerService(config: settings, logger: Logger(label: "vmpulse.ledger"))
         let sampler = SamplerService(backend: backend, config: settings, store: store, observations: ledger.sink, logger: logger)
@@ -62,7 +67,7 @@ struct AgentCommand: AsyncParsableCommand {
             host: host, port: port, store: store, ledger: ledger, sampler: sampler, thin: thin.status, logger: Logger(label: "vmpulse.api"),
             limits: APILimits(idleTimeout: .milliseconds(Int64(settings.apiIdleTimeout * 1000)), maxConnections: settings.apiMaxConnections)
         ) { bound in
-            logger.info("vmpulse agent serving http://\(host):\(bound), sockets in \(settings.socketDirectory), ledger \(settings.ledgerPath)")
+            logger.info("vmpulse agent serving http://\(host):\(bound), VMs from \(settings.vmSource), ledger \(settings.ledgerPath)")
         }
         // Shut down in reverse: the thin disks stop first (an extension in flight gets a
         // grace period) while the monitors are still open, then the sampler (closing the
@@ -79,13 +84,21 @@ struct AgentCommand: AsyncParsableCommand {
 
 /// Where the settings of `vmpulse agent` and `vmpulse stats` come from: defaults, the file, flags.
 enum AgentSettings {
-    static func load(file: String?, socketDir: String? = nil, dataDir: String? = nil, listen: String? = nil, interval: Double? = nil) throws -> AgentConfig {
+    static func load(file: String?, backend: String? = nil, libvirtURI: String? = nil, socketDir: String? = nil, dataDir: String? = nil,
+                     listen: String? = nil, interval: Double? = nil) throws -> AgentConfig {
         var settings = AgentConfig()
         if let file {
             settings = try AgentConfig.load(file: file)
         } else if access(AgentConfig.defaultPath, F_OK) == 0 {
             settings = try AgentConfig.load(file: AgentConfig.defaultPath)
         }
+        if let backend {
+            guard let kind = BackendOptions.Kind(rawValue: backend) else {
+                throw ConfigError(key: "--backend", message: "'\(backend)' is not a backend (qmp or libvirt)")
+            }
+            settings.backend = kind
+        }
+        if let libvirtURI { settings.libvirtURI = libvirtURI }
         if let socketDir { settings.socketDirectory = socketDir }
         if let dataDir { settings.dataDirectory = dataDir }
         if let listen { settings.listen = listen }

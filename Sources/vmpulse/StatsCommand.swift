@@ -2,6 +2,7 @@ import Agent
 import ArgumentParser
 import Glibc
 import Hypervisor
+import Logging
 import VMPulseCore
 
 /// `vmpulse stats`: every VM's statistics in one call, like `virsh domstats`.
@@ -24,6 +25,12 @@ struct StatsCommand: AsyncParsableCommand {
 
     @Flag(help: "Print one JSON document instead of the virsh text form.")
     var json = false
+
+    @Option(help: "How to reach the VMs: qmp or libvirt (default: the configuration's, else qmp).")
+    var backend: String?
+
+    @Option(help: "The libvirt connection URI (default: the configuration's, else qemu:///system).")
+    var libvirtURI: String?
 
     @Option(help: "The directory of the VMs' vmpulse monitor sockets (default: the configuration's, else /run/vmpulse/qmp).")
     var socketDir: String?
@@ -53,7 +60,7 @@ struct StatsCommand: AsyncParsableCommand {
         LogSetup.bootstrap()
         let settings: AgentConfig
         do {
-            settings = try AgentSettings.load(file: config, socketDir: socketDir, listen: agent)
+            settings = try AgentSettings.load(file: config, backend: backend, libvirtURI: libvirtURI, socketDir: socketDir, listen: agent)
         } catch {
             Stderr.write("vmpulse stats: \(error)\n")
             throw ExitCode.failure
@@ -62,12 +69,16 @@ struct StatsCommand: AsyncParsableCommand {
             if code != 0 { throw ExitCode(code) }
             return
         }
-        let socketDir = settings.socketDirectory
-        var options = QMPBackend.Options()
-        options.socketDirectory = socketDir
+        var options = settings.backendOptions
         options.timeout = .milliseconds(Int64(timeout * 1000))
         options.balloonStatsPeriod = 0  // a stats query never changes a VM; the agent switches guest stats on
-        let backend = QMPBackend(options: options)
+        let backend: any HypervisorBackend
+        do {
+            backend = try Backends.make(options, logger: Logger(label: "vmpulse.\(settings.backend.rawValue)"))
+        } catch {
+            Stderr.write("vmpulse stats: \(error)\n")
+            throw ExitCode.failure
+        }
 
         let selection: GroupSelection
         do {
@@ -93,14 +104,14 @@ struct StatsCommand: AsyncParsableCommand {
 
         let missing = vms.filter { selector in !records.contains { $0.name == selector || $0.uuid == selector } }
         for i in records.indices { records[i].source = "direct" }
-        if !json { print("# source: direct (no agent answered; asked each QEMU)") }
+        if !json { print("# source: direct (no agent answered; asked \(settings.backend == .qmp ? "each QEMU" : "libvirt"))") }
         print(json ? StatsFormat.json(records) : StatsFormat.text(records), terminator: "")
         fflush(nil)  // results first, then the per-VM problems on stderr
         for record in records {
             for error in record.errors { Stderr.write("vmpulse stats: \(record.name): \(error)\n") }
         }
         if !missing.isEmpty {
-            Stderr.write("vmpulse stats: no VM named \(missing.joined(separator: ", ")) in \(socketDir)\n")
+            Stderr.write("vmpulse stats: no VM named \(missing.joined(separator: ", ")) (\(settings.vmSource))\n")
             throw ExitCode.failure
         }
     }

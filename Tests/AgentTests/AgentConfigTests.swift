@@ -7,8 +7,19 @@ import Testing
         #expect(try AgentConfig.parse(yaml: "# nothing but a comment\n") == AgentConfig())
     }
 
+    @Test func anUnknownBackendNamesTheChoices() throws {
+        #expect(throws: ConfigError(key: "backend", message: "'xen' is not a backend (qmp or libvirt)")) {
+            try AgentConfig.parse(yaml: "backend: xen\n")
+        }
+        #expect(throws: ConfigError(key: "libvirt_uri", message: "expected text")) { try AgentConfig.parse(yaml: "libvirt_uri: [a]\n") }
+        #expect(try AgentConfig.parse(yaml: "").backend == .qmp)
+        #expect(try AgentConfig.parse(yaml: "").libvirtURI == "qemu:///system")
+    }
+
     @Test func everyKeyIsRead() throws {
         let c = try AgentConfig.parse(yaml: """
+            backend: libvirt
+            libvirt_uri: qemu+ssh://host/system
             socket_dir: /srv/qmp
             data_dir: /srv/vmpulse
             listen: 0.0.0.0:9800
@@ -26,6 +37,8 @@ import Testing
               sample_retention: 3600
             """)
         var expected = AgentConfig()
+        expected.backend = .libvirt
+        expected.libvirtURI = "qemu+ssh://host/system"
         expected.socketDirectory = "/srv/qmp"
         expected.dataDirectory = "/srv/vmpulse"
         expected.listen = "0.0.0.0:9800"

@@ -5,10 +5,10 @@ import VMPulseCore
 
 @Suite struct StatsEndpointTests {
     let snapshot = [
-        VMSnapshot(socketPath: "/s/a.sock", name: "a", uuid: "u-a", full: [
+        VMSnapshot(machine: "/s/a.sock", name: "a", uuid: "u-a", full: [
             StatsParam("state.state", .int(1)), StatsParam("state.monitor-response", .int(0)), StatsParam("block.count", .uint(1)),
         ], responsive: true, errors: [], lastAnswer: 10),
-        VMSnapshot(socketPath: "/s/b.sock", name: "b", uuid: "u-b", full: [], responsive: false,
+        VMSnapshot(machine: "/s/b.sock", name: "b", uuid: "u-b", full: [], responsive: false,
                    errors: ["no answer"], lastAnswer: nil),
     ]
 

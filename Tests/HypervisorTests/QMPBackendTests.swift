@@ -62,7 +62,7 @@ import VMPulseTestSupport
         let backend = backend(bed)
         let records = try await backend.collect(groups: [.state])
         #expect(records.map(\.name) == ["live"])
-        #expect(await !backend.socketPaths.contains(stale))
+        #expect(await !backend.machines.contains(stale))
         await backend.close()
     }
 

@@ -1,6 +1,5 @@
 import Hypervisor
 import Logging
-import QMP
 import Synchronization
 import VMPulseCore
 
@@ -36,7 +35,7 @@ actor ThinDisk {
 
     nonisolated let config: ThinDiskConfig
     private let extender: any DiskExtender
-    private let backend: QMPBackend
+    private let backend: any HypervisorBackend
     private let store: ThinStatusStore
     private let logger: Logger
     private let polling: Bool
@@ -68,7 +67,7 @@ actor ThinDisk {
     /// since then are in a row.
     private var failuresAtLastGood = 0
 
-    init(config: ThinDiskConfig, extender: any DiskExtender, backend: QMPBackend, store: ThinStatusStore, logger: Logger, polling: Bool) {
+    init(config: ThinDiskConfig, extender: any DiskExtender, backend: any HypervisorBackend, store: ThinStatusStore, logger: Logger, polling: Bool) {
         self.config = config
         self.extender = extender
         self.backend = backend
@@ -205,8 +204,8 @@ actor ThinDisk {
     private func observe() async {
         guard let socket else { return }
         let found: ThinDiskReading?
-        do throws(QMPError) {
-            found = try await backend.readThinDisk(socketPath: socket, drive: config.drive, node: config.node)
+        do throws(MachineError) {
+            found = try await backend.readThinDisk(machine: socket, drive: config.drive, node: config.node)
         } catch {
             await feed(.observationFailed(reason: "cannot read the disk: \(error)"))
             return
@@ -235,13 +234,13 @@ actor ThinDisk {
 
     private func setMark(_ mark: UInt64) async {
         guard let socket, let node = reading?.node else { return }
-        do throws(QMPError) {
-            _ = try await backend.execute(socketPath: socket, "block-set-write-threshold", arguments: ["node-name": .string(node), "write-threshold": .uint(mark)])
+        do throws(MachineError) {
+            try await backend.setWriteThreshold(machine: socket, node: node, bytes: mark)
             if mark > 0 { finishCycle(mark: mark) }
         } catch {
-            if case .commandFailed = error {
-                logger.error("thin disk \(config.label): QEMU refused the write threshold on node \(node): \(error); disabled until the VM restarts")
-                await feed(.unusable(reason: "QEMU refused the write threshold on node \(node): \(error)"))
+            if error.kind == .refused {
+                logger.error("thin disk \(config.label): the write threshold on node \(node) was refused: \(error); disabled until the VM restarts")
+                await feed(.unusable(reason: "the write threshold on node \(node) was refused: \(error)"))
             } else {
                 await feed(.observationFailed(reason: "cannot set the mark: \(error)"))
             }
@@ -289,15 +288,15 @@ actor ThinDisk {
     /// reason (an operator's `stop`, a migration) is left alone.
     private func resume() async {
         guard let socket else { return }
-        do throws(QMPError) {
-            let status = try await backend.execute(socketPath: socket, "query-status")["status"]?.stringValue ?? ""
-            guard status == "io-error" else {
+        do throws(MachineError) {
+            let status = try await backend.runState(machine: socket)
+            guard status == .ioError else {
                 logger.info("thin disk \(config.label): \(vmName ?? config.vm) is '\(status)', not paused on an I/O error: left alone")
                 await feed(.notPaused)
                 return
             }
             resumeSentAt = MonotonicTime.now()
-            _ = try await backend.execute(socketPath: socket, "cont")
+            try await backend.resume(machine: socket)
             logger.notice("thin disk \(config.label): resumed \(vmName ?? config.vm) after the extension")
             await feed(.resumed)
         } catch {

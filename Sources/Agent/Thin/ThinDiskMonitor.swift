@@ -1,17 +1,16 @@
 import Hypervisor
 import Logging
-import QMP
 import ServiceLifecycle
 import VMPulseCore
 
 /// Watches the configured thin disks. Each disk runs in its own task; this service routes
 /// the backend's events to them: a VM's monitor connecting (agent start, a VM appearing,
 /// a QEMU restart) binds the disks configured for it, and QEMU's `BLOCK_WRITE_THRESHOLD`,
-/// ENOSPC `BLOCK_IO_ERROR` and `RESUME` go to the disks of that connection. Routing never
+/// ENOSPC `BLOCK_IO_ERROR` and `RESUME` (as the backend's typed events) go to the disks of that connection. Routing never
 /// waits on a disk, so one disk's slow extension delays no other. No polling, unless
 /// `thin.polling_interval` asks for it.
 public final class ThinDiskMonitor: Service, Sendable {
-    private let backend: QMPBackend
+    private let backend: any HypervisorBackend
     private let disks: [ThinDisk]
     private let pollingInterval: Double
     private let logger: Logger
@@ -20,7 +19,7 @@ public final class ThinDiskMonitor: Service, Sendable {
     private let deviceCheckInterval: Duration
     public let status: ThinStatusStore
 
-    public init(config: AgentConfig, backend: QMPBackend, logger: Logger, shutdownGrace: Duration = .seconds(10), deviceCheckInterval: Duration = .seconds(5)) {
+    public init(config: AgentConfig, backend: any HypervisorBackend, logger: Logger, shutdownGrace: Duration = .seconds(10), deviceCheckInterval: Duration = .seconds(5)) {
         let store = ThinStatusStore()
         self.status = store
         self.backend = backend
@@ -82,33 +81,24 @@ public final class ThinDiskMonitor: Service, Sendable {
         for await event in backend.events {
             let connection = event.connection
             switch event.kind {
-            case .connected(let name, let uuid):
+            case .connected(let name, let uuid, _):
                 // The identity can be learned late (the monitor was slow to answer): the
                 // table lets go of disks bound under the name the socket gave.
-                apply(table.connected(connection, .init(socket: event.socketPath, name: name, uuid: uuid)))
+                apply(table.connected(connection, .init(socket: event.machine, name: name, uuid: uuid)))
             case .disconnected:
                 apply(table.disconnected(connection))
-            case .qmp(let e):
+            case .writeThreshold(let node):
                 let mine = table.disks(of: connection).map { disks[$0] }
-                guard !mine.isEmpty else {
-                    if e.name == "BLOCK_WRITE_THRESHOLD" {
-                        logger.debug("write threshold event on \(event.socketPath), where no thin disk is watched")
-                    }
-                    continue
+                if mine.isEmpty { logger.debug("write threshold event on \(event.machine), where no thin disk is watched") }
+                for disk in mine { disk.send(.thresholdCrossed(connection: connection, node: node, at: event.receivedAt)) }
+            case .ioError(let node, let device, noSpace: true, paused: true):
+                for disk in table.disks(of: connection).map({ disks[$0] }) {
+                    disk.send(.pausedNoSpace(connection: connection, node: node, device: device, at: event.receivedAt))
                 }
-                switch e.name {
-                case "BLOCK_WRITE_THRESHOLD":
-                    let node = e.data["node-name"]?.stringValue
-                    for disk in mine { disk.send(.thresholdCrossed(connection: connection, node: node, at: event.receivedAt)) }
-                case "BLOCK_IO_ERROR" where e.data["nospace"]?.boolValue == true && e.data["action"]?.stringValue == "stop":
-                    let node = e.data["node-name"]?.stringValue
-                    let device = e.data["device"]?.stringValue ?? ""
-                    for disk in mine { disk.send(.pausedNoSpace(connection: connection, node: node, device: device, at: event.receivedAt)) }
-                case "RESUME":
-                    for disk in mine { disk.send(.vmResumed(connection: connection)) }
-                default:
-                    continue
-                }
+            case .resumed:
+                for disk in table.disks(of: connection).map({ disks[$0] }) { disk.send(.vmResumed(connection: connection)) }
+            case .ioError, .paused:
+                continue
             }
         }
     }

@@ -33,10 +33,11 @@ public enum IOGroup {
     }
 
     /// The counter keys of the group (`io.N.name`, `io.N.write_bytes`, ..., `io.N.idle_time_ns`).
-    public static func counterParams(index: Int, name: String, counters: BlockCounters, idleTimeNs: UInt64?) -> [StatsParam] {
+    public static func counterParams(index: Int, name: String, counters: BlockCounters, idleTimeNs: UInt64?,
+                                     unreported: Set<IOCounter> = []) -> [StatsParam] {
         var w = ParamWriter()
         w.string("io.\(index).name", name)
-        for counter in IOCounter.allCases { w.uint("io.\(index).\(counter.name)", counters[counter]) }
+        for counter in IOCounter.allCases where !unreported.contains(counter) { w.uint("io.\(index).\(counter.name)", counters[counter]) }
         w.uint("io.\(index).idle_time_ns", ifPresent: idleTimeNs)
         return w.params
     }

@@ -62,7 +62,13 @@ extension ThinDiskReading {
 extension QMPBackend {
     /// Reads a thin disk of a VM (four queries in one write); nil when the VM has no such
     /// drive or node.
-    public func readThinDisk(socketPath: String, drive: String?, node: String?) async throws(QMPError) -> ThinDiskReading? {
+    public func readThinDisk(machine: String, drive: String?, node: String?) async throws(MachineError) -> ThinDiskReading? {
+        do throws(QMPError) {
+            return try await readThinDisk(socketPath: machine, drive: drive, node: node)
+        } catch { throw MachineError(error) }
+    }
+
+    private func readThinDisk(socketPath: String, drive: String?, node: String?) async throws(QMPError) -> ThinDiskReading? {
         let queries = [BlockGroup.stats, BlockGroup.nodes, ThinDiskReading.block, StateGroup.queries[0]]
         let replies = try await run(socketPath: socketPath, queries)
         let drives = try BlockGroup.drives(blockstats: replies.reply(BlockGroup.stats), nodes: replies.reply(BlockGroup.nodes))

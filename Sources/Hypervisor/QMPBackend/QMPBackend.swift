@@ -28,7 +28,7 @@ public actor QMPBackend: HypervisorBackend {
     public nonisolated let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .iothread]
     public nonisolated let options: Options
     private let logger: Logger
-    private var machines: [String: QMPMachine] = [:]
+    private var monitors: [String: QMPMachine] = [:]
     /// Sockets nothing listened on (a QEMU that was killed leaves its socket behind): not
     /// tried again, nor reported again, until a new socket replaces the file.
     private var dead: [String: (stamp: SocketDirectory.Stamp, since: Double)] = [:]
@@ -49,12 +49,6 @@ public actor QMPBackend: HypervisorBackend {
         (events, eventSink) = AsyncStream<MachineEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
     }
 
-    /// What a directory scan changed.
-    public struct Discovery: Sendable, Equatable {
-        public var added: [String]
-        public var removed: [String]
-    }
-
     /// Scans the socket directory: sockets that appeared become VMs, VMs whose socket is gone are dropped.
     @discardableResult
     public func refresh() async throws(BackendError) -> Discovery {
@@ -67,13 +61,13 @@ public actor QMPBackend: HypervisorBackend {
         for path in reportedDead.keys where !sockets.contains(path) { reportedDead.removeValue(forKey: path) }
         sockets.removeAll { dead[$0] != nil }
         let present = Set(sockets)
-        let added = sockets.filter { machines[$0] == nil }
-        let removed = machines.keys.filter { !present.contains($0) }.sorted()
+        let added = sockets.filter { monitors[$0] == nil }
+        let removed = monitors.keys.filter { !present.contains($0) }.sorted()
         for path in added {
-            machines[path] = QMPMachine(socketPath: path, options: options, logger: logger, events: eventSink)
+            monitors[path] = QMPMachine(socketPath: path, options: options, logger: logger, events: eventSink)
         }
         for path in removed {
-            if let machine = machines.removeValue(forKey: path) { await machine.close() }
+            if let machine = monitors.removeValue(forKey: path) { await machine.close() }
         }
         if !added.isEmpty || !removed.isEmpty {
             logger.debug("socket directory: \(added.count) VM(s) appeared, \(removed.count) gone")
@@ -82,11 +76,11 @@ public actor QMPBackend: HypervisorBackend {
     }
 
     /// The socket paths of the VMs currently known.
-    public var socketPaths: [String] { machines.keys.sorted() }
+    public var machines: [String] { monitors.keys.sorted() }
 
     public func collect(groups: [StatsGroup], vms: [String]? = nil) async throws(BackendError) -> [StatsRecord] {
         try await refresh()
-        var selected = Array(machines.values)
+        var selected = Array(monitors.values)
         if let vms, !vms.isEmpty {
             var chosen: [QMPMachine] = []
             for machine in selected {
@@ -150,50 +144,15 @@ public actor QMPBackend: HypervisorBackend {
         }
     }
 
-    /// The I/O pass: every VM's disk counters, each VM in its own task within the
-    /// timeout. A VM that does not answer comes back with `error` set and no disks.
-    /// - Parameter histogramBoundaries: switch QEMU's latency histograms on (once per
-    ///   connection) with these boundaries, in ns; nil leaves them alone.
-    public func readIO(histogramBoundaries: [UInt64]? = nil) async throws(BackendError) -> [VMIOReading] {
-        try await refresh()
-        let timeout = options.timeout
-        let selected = Array(machines.values)
-        let results = await withTaskGroup(of: (QMPMachine, VMIOReading?).self) { group in
-            for machine in selected {
-                group.addTask {
-                    let reading = await withDeadline(timeout + .milliseconds(250)) {
-                        await machine.readIO(timeout: timeout, histogramBoundaries: histogramBoundaries)
-                    } fallback: {
-                        VMIOReading(socketPath: machine.socketPath, name: machine.fallbackName, uuid: "", instance: nil, disks: [],
-                                    time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "no answer within \(timeout)")
-                    }
-                    return (machine, reading)
-                }
-            }
-            var all: [(QMPMachine, VMIOReading?)] = []
-            for await r in group { all.append(r) }
-            return all
-        }
-        var readings: [VMIOReading] = []
-        for (machine, reading) in results {
-            if let reading {
-                readings.append(reading)
-            } else {
-                await drop(machine.socketPath)
-            }
-        }
-        return readings.sorted { $0.name < $1.name }
-    }
-
     /// One VM's I/O reading (the agent samples each VM in a task of its own, so a stuck
     /// VM delays only itself). Nil when the VM is gone (no socket, or nothing listening).
-    public func readIO(socketPath: String, histogramBoundaries: [UInt64]? = nil) async -> VMIOReading? {
-        guard let machine = machines[socketPath] else { return nil }
+    public func readIO(machine socketPath: String, histogramBoundaries: [UInt64]?) async -> VMIOReading? {
+        guard let machine = monitors[socketPath] else { return nil }
         let timeout = options.timeout
         let reading = await withDeadline(timeout + .milliseconds(250)) {
             await machine.readIO(timeout: timeout, histogramBoundaries: histogramBoundaries)
         } fallback: {
-            VMIOReading(socketPath: socketPath, name: machine.fallbackName, uuid: "", instance: nil, disks: [],
+            VMIOReading(machine: socketPath, name: machine.fallbackName, uuid: "", instance: nil, disks: [],
                         time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "no answer within \(timeout)")
         }
         if reading == nil { await drop(socketPath) }
@@ -201,8 +160,8 @@ public actor QMPBackend: HypervisorBackend {
     }
 
     /// One VM's statistics for the groups given; nil when the VM is gone.
-    public func collect(socketPath: String, groups: [StatsGroup]) async -> StatsRecord? {
-        guard let machine = machines[socketPath] else { return nil }
+    public func collect(machine socketPath: String, groups: [StatsGroup]) async -> StatsRecord? {
+        guard let machine = monitors[socketPath] else { return nil }
         guard let (_, outcome) = await collect([machine], groups: groups).first else { return nil }
         switch outcome {
         case .record(let record): return record
@@ -219,24 +178,52 @@ public actor QMPBackend: HypervisorBackend {
             reportedDead[socketPath] = stamp
             dead[socketPath] = (stamp, MonotonicTime.now())
         }
-        if let machine = machines.removeValue(forKey: socketPath) { await machine.close() }
+        if let machine = monitors.removeValue(forKey: socketPath) { await machine.close() }
     }
 
     /// Runs queries on one VM's monitor in one write.
     func run(socketPath: String, _ queries: [QMPQuery]) async throws(QMPError) -> QMPReplies {
-        guard let machine = machines[socketPath] else { throw .noListener(path: socketPath) }
+        guard let machine = monitors[socketPath] else { throw .noListener(path: socketPath) }
         return try await machine.run(queries, timeout: options.timeout)
     }
 
     /// Runs a command on one VM's monitor.
-    public func execute(socketPath: String, _ command: String, arguments: [String: JSONValue]? = nil) async throws(QMPError) -> JSONValue {
-        guard let machine = machines[socketPath] else { throw .noListener(path: socketPath) }
+    func execute(socketPath: String, _ command: String, arguments: [String: JSONValue]? = nil) async throws(QMPError) -> JSONValue {
+        guard let machine = monitors[socketPath] else { throw .noListener(path: socketPath) }
         return try await machine.execute(command, arguments: arguments, timeout: options.timeout)
+    }
+
+    public func setWriteThreshold(machine: String, node: String, bytes: UInt64) async throws(MachineError) {
+        do throws(QMPError) {
+            _ = try await execute(socketPath: machine, "block-set-write-threshold",
+                                  arguments: ["node-name": .string(node), "write-threshold": .uint(bytes)])
+        } catch { throw MachineError(error) }
+    }
+
+    public func runState(machine: String) async throws(MachineError) -> RunState {
+        do throws(QMPError) {
+            let reply = try await execute(socketPath: machine, "query-status")
+            guard let status = reply["status"]?.stringValue else {
+                throw .unexpectedReply(command: "query-status", detail: "no 'status' string")
+            }
+            switch status {
+            case "running": return .running
+            case "io-error": return .ioError
+            case "paused", "prelaunch": return .paused
+            default: return .other(status)
+            }
+        } catch { throw MachineError(error) }
+    }
+
+    public func resume(machine: String) async throws(MachineError) {
+        do throws(QMPError) {
+            _ = try await execute(socketPath: machine, "cont")
+        } catch { throw MachineError(error) }
     }
 
     /// Closes every monitor connection.
     public func close() async {
-        for machine in machines.values { await machine.close() }
-        machines.removeAll()
+        for machine in monitors.values { await machine.close() }
+        monitors.removeAll()
     }
 }

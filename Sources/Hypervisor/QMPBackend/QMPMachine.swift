@@ -118,7 +118,7 @@ actor QMPMachine {
     func readIO(timeout: Duration, histogramBoundaries: [UInt64]?) async -> VMIOReading? {
         let deadline = ContinuousClock.now + timeout
         func failed(_ error: QMPError) -> VMIOReading {
-            VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
+            VMIOReading(machine: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
                         time: MonotonicTime.now(), wallTime: MonotonicTime.wallNow(), error: "\(error)", identityKnown: name != nil)
         }
         let client: QMPClient
@@ -153,11 +153,11 @@ actor QMPMachine {
                 DiskIOReading(name: d.name, path: nodeFiles[d.formatNode] ?? "", counters: d.counters, histograms: d.histograms,
                               idleTimeNs: d.idleTimeNs, allocation: d.allocation)
             }
-            return VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance,
+            return VMIOReading(machine: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance,
                                disks: disks, time: time, wallTime: wall, error: errors.isEmpty ? nil : errors.joined(separator: "; "),
                                identityKnown: name != nil)
         } catch {
-            return VMIOReading(socketPath: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
+            return VMIOReading(machine: socketPath, name: name ?? fallbackName, uuid: uuid ?? "", instance: instance, disks: [],
                                time: time, wallTime: wall, error: "io: \(error)", identityKnown: name != nil)
         }
     }
@@ -231,9 +231,10 @@ actor QMPMachine {
             await self.askIdentity(on: client, timeout: timeout)
             await self.announce(connection: connection)
             for await event in client.events {
-                sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .qmp(event), receivedAt: MonotonicTime.now()))
+                guard let kind = MachineEvent.Kind(qmp: event) else { continue }
+                sink.yield(MachineEvent(machine: path, connection: connection, kind: kind, receivedAt: MonotonicTime.now()))
             }
-            sink.yield(MachineEvent(socketPath: path, connection: connection, kind: .disconnected, receivedAt: MonotonicTime.now()))
+            sink.yield(MachineEvent(machine: path, connection: connection, kind: .disconnected, receivedAt: MonotonicTime.now()))
         }
     }
 
@@ -254,7 +255,9 @@ actor QMPMachine {
         let identity = Identity(name: name ?? fallbackName, uuid: uuid ?? "")
         guard identity != announced else { return }
         announced = identity
-        events.yield(MachineEvent(socketPath: socketPath, connection: connection, kind: .connected(name: identity.name, uuid: identity.uuid),
+        let known = name != nil
+        events.yield(MachineEvent(machine: socketPath, connection: connection,
+                                  kind: .connected(name: identity.name, uuid: identity.uuid, identityKnown: known),
                                   receivedAt: MonotonicTime.now()))
     }
 
