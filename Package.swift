@@ -39,11 +39,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The backend protocol and the QMP backend (discovery, stats groups, /proc).
+        // libvirt's C API (Debian's libvirt-dev, found by pkg-config); only Libvirt imports it.
+        .systemLibrary(name: "CLibvirt", path: "Sources/CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        // The Swift layer over libvirt: owns every C pointer, typed parameter array and error.
+        .target(
+            name: "Libvirt",
+            dependencies: ["CLibvirt", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // The backend protocol (the one seam), the QMP backend (discovery, stats groups, /proc) and the libvirt backend.
         .target(
             name: "Hypervisor",
             dependencies: [
-                "VMPulseCore", "QMP",
+                "VMPulseCore", "QMP", "Libvirt",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -150,6 +158,7 @@ let package = Package(
         .executableTarget(name: "FuzzBillingDate", dependencies: ["FuzzSupport", "VMPulseCore"], path: "Fuzz/FuzzBillingDate", swiftSettings: strict),
         .testTarget(name: "VMPulseCoreTests", dependencies: ["VMPulseCore", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport", .product(name: "NIOEmbedded", package: "swift-nio")]),
+        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "VMPulseTestSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "VMPulseCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport", "Store", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs what vmpulse's tests, demo and benchmarks need on a Debian bookworm
 # host, and builds the test guest. Idempotent: installs only what is missing.
-#   scripts/setup.sh            QEMU, the guest image's sources, iproute2, losetup (thin disks)
-#   scripts/setup.sh --libvirt  also libvirt (for the benchmark against virsh)
+#   scripts/setup.sh   QEMU, the guest image's sources, iproute2, losetup (thin disks), libvirt
+#                      (the tests run a private libvirtd: scripts/libvirtd.sh) and GNU time
+# `--libvirt` is still accepted (the bench target passes it); libvirt is always installed now.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev mount util-linux)
-if [ "${1:-}" = "--libvirt" ]; then
-  packages+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients time)
-fi
+case "${1:-}" in
+  ""|--libvirt) ;;
+  *) echo "setup: unknown option $1 (usage: scripts/setup.sh [--libvirt])" >&2; exit 1 ;;
+esac
+
+packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev mount util-linux
+          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev time)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -75,14 +75,7 @@ struct AgentBenchmark: AsyncParsableCommand {
             """)
     }
 
-    /// utime + stime of a process, in seconds.
-    func cpuSeconds(_ pid: pid_t) throws -> Double {
-        let text = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
-        guard let close = text.lastIndex(of: ")") else { throw TestBedError("bad /proc/\(pid)/stat") }
-        let f = text[text.index(after: close)...].split(separator: " ")
-        guard f.count > 13, let u = Double(f[11]), let s = Double(f[12]) else { throw TestBedError("bad /proc/\(pid)/stat") }
-        return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    func cpuSeconds(_ pid: pid_t) throws -> Double { try ProcessUsage.cpuSeconds(pid) }
 
     func statusKiB(_ pid: pid_t, _ field: String) throws -> Int {
         let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)

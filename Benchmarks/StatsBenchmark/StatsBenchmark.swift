@@ -10,6 +10,7 @@ import VMPulseTestSupport
 struct StatsBenchmark: AsyncParsableCommand {
     @Option(help: "Guests on each side.") var guests = 50
     @Option(help: "Measured runs of each command (after two warm-up runs).") var runs = 15
+    @Option(help: "Seconds each agent's CPU is measured over.") var cpuSeconds: Double = 20
 
     func validate() throws {
         guard (1...200).contains(guests) else { throw ValidationError("--guests must be between 1 and 200") }
@@ -71,8 +72,43 @@ struct StatsBenchmark: AsyncParsableCommand {
             samples[virshAll.label, default: []].append(try virshAll.measure())
         }
         rss[viaAgent.label] = try Spawn.peakRSS(viaAgent.program, viaAgent.arguments)
+        let qmpCPU = try await AgentCPU.measure(agent, vms: guests, seconds: cpuSeconds)
         try await agent.stop()
-        report(samples, rss: rss, pairs: [(vmpulseAll, virshAll), (vmpulseBlock, virshBlock), (viaAgent, virshAll)])
+
+        // The libvirt backend on the libvirt side's domains: direct, and through an agent.
+        let libvirtAll = Command(label: "vmpulse stats --json --backend libvirt --direct", program: vmpulse,
+                                 arguments: ["stats", "--json", "--backend", "libvirt", "--libvirt-uri", "qemu:///system", "--direct"])
+        try checkCounts(libvirtAll, virshAll, ourPrefix: "vmpbench-")
+        for _ in 0..<2 { _ = try libvirtAll.measure() }
+        for _ in 0..<runs {
+            samples[libvirtAll.label, default: []].append(try libvirtAll.measure())
+            samples[virshAll.label, default: []].append(try virshAll.measure())
+        }
+        rss[libvirtAll.label] = try Spawn.peakRSS(libvirtAll.program, libvirtAll.arguments)
+        let libvirtAgent = try AgentProcess(backendYAML: "backend: libvirt\nlibvirt_uri: qemu:///system", dataDirectory: bed.directory + "/data-libvirt",
+                                            directory: bed.directory, interval: 1, flushInterval: 10, fullInterval: 15)
+        try await libvirtAgent.waitReady()
+        try await Task.sleep(for: .seconds(3))
+        let viaLibvirtAgent = Command(label: "vmpulse stats --json (libvirt agent running)", program: vmpulse,
+                                      arguments: ["stats", "--json", "--agent", libvirtAgent.address])
+        let served = try Spawn.capture(viaLibvirtAgent.program, viaLibvirtAgent.arguments).stdout.components(separatedBy: "\"source\": \"agent\"").count - 1
+        guard served == guests else { throw TestBedError("the libvirt agent served \(served) records, expected \(guests)") }
+        for _ in 0..<2 { _ = try viaLibvirtAgent.measure() }
+        for _ in 0..<runs {
+            samples[viaLibvirtAgent.label, default: []].append(try viaLibvirtAgent.measure())
+            samples[virshAll.label, default: []].append(try virshAll.measure())
+        }
+        rss[viaLibvirtAgent.label] = try Spawn.peakRSS(viaLibvirtAgent.program, viaLibvirtAgent.arguments)
+        let libvirtCPU = try await AgentCPU.measure(libvirtAgent, vms: guests, seconds: cpuSeconds, libvirtd: AgentCPU.pid(of: "libvirtd"))
+        try await libvirtAgent.stop()
+
+        report(samples, rss: rss, pairs: [(vmpulseAll, virshAll), (vmpulseBlock, virshBlock), (viaAgent, virshAll),
+                                          (libvirtAll, virshAll), (viaLibvirtAgent, virshAll)])
+        print("")
+        print("| agent, \(guests) paused VMs, interval 1 s, \(Int(cpuSeconds)) s | agent CPU per VM sampled per second | agent share of one core | libvirtd's CPU meanwhile |")
+        print("|---|---|---|---|")
+        print(qmpCPU.row("qmp backend"))
+        print(libvirtCPU.row("libvirt backend"))
     }
 
     struct Command {
@@ -91,10 +127,10 @@ struct StatsBenchmark: AsyncParsableCommand {
         guard status == 0 else { throw TestBedError("\(what) failed with status \(status)") }
     }
 
-    func checkCounts(_ vmpulse: Command, _ virsh: Command) throws {
+    func checkCounts(_ vmpulse: Command, _ virsh: Command, ourPrefix: String = "bench-") throws {
         let ours = try Spawn.capture(vmpulse.program, vmpulse.arguments)
         let theirs = try Spawn.capture(virsh.program, virsh.arguments)
-        let ourCount = ours.stdout.components(separatedBy: "\"name\": \"bench-").count - 1
+        let ourCount = ours.stdout.components(separatedBy: "\"name\": \"\(ourPrefix)").count - 1
         let theirCount = theirs.stdout.components(separatedBy: "Domain: 'vmpbench-").count - 1
         guard ourCount == guests, theirCount == guests else {
             throw TestBedError("expected \(guests) guests on each side, vmpulse saw \(ourCount), virsh \(theirCount): \(ours.stderr) \(theirs.stderr)")

@@ -33,7 +33,7 @@ public enum Backends {
             qmp.balloonStatsPeriod = options.balloonStatsPeriod
             return QMPBackend(options: qmp, logger: logger)
         case .libvirt:
-            throw BackendError("the libvirt backend is not built in yet")
+            return try LibvirtBackend.connect(options: options, logger: logger)
         }
     }
 }

@@ -12,8 +12,16 @@ public final class AgentProcess: @unchecked Sendable {
     public let log: String
     public private(set) var pid: pid_t = 0
 
-    /// Writes a configuration file (`extraYAML` is appended to it) and starts the agent.
-    public init(socketDirectory: String, dataDirectory: String, directory: String, interval: Double = 0.5,
+    /// An agent on the QMP backend, for the monitor sockets in `socketDirectory`.
+    public convenience init(socketDirectory: String, dataDirectory: String, directory: String, interval: Double = 0.5,
+                            flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "") throws {
+        try self.init(backendYAML: "socket_dir: \(socketDirectory)", dataDirectory: dataDirectory, directory: directory,
+                      interval: interval, flushInterval: flushInterval, fullInterval: fullInterval, extraYAML: extraYAML)
+    }
+
+    /// Writes a configuration file (`backendYAML` says which backend, `extraYAML` is
+    /// appended) and starts the agent.
+    public init(backendYAML: String, dataDirectory: String, directory: String, interval: Double = 0.5,
                 flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "") throws {
         binary = Spawn.builtProduct("vmpulse")
         self.dataDirectory = dataDirectory
@@ -21,7 +29,7 @@ public final class AgentProcess: @unchecked Sendable {
         configPath = directory + "/agent.yaml"
         log = directory + "/agent.log"
         let yaml = """
-            socket_dir: \(socketDirectory)
+            \(backendYAML)
             data_dir: \(dataDirectory)
             listen: 127.0.0.1:\(port)
             sampler:

@@ -14,14 +14,19 @@ public final class Guest: Sendable {
     public let shellSocket: String
     /// A monitor for the test's own commands (block_resize, query-blockstats).
     public let controlSocket: String
+    /// For a guest run by libvirt (LibvirtTestBed): the URI of its libvirtd; the domain's name is
+    /// `name`. nil for a guest the test bed runs itself. A libvirt guest has no vmpulse monitor
+    /// (`socketPath` is empty) and no control monitor (see `Guest.monitorCommand`).
+    public let libvirtURI: String?
     private let pidBox = PIDBox()
 
-    init(spec: GuestSpec, directory: String, socketPath: String, disks: [String]) {
+    init(spec: GuestSpec, directory: String, socketPath: String, disks: [String], pidFile: String? = nil, libvirtURI: String? = nil) {
         self.spec = spec
         self.directory = directory
         self.socketPath = socketPath
         self.disks = disks
-        self.pidFile = directory + "/qemu.pid"
+        self.libvirtURI = libvirtURI
+        self.pidFile = pidFile ?? directory + "/qemu.pid"
         self.serialLog = directory + "/serial.log"
         self.shellSocket = directory + "/shell.sock"
         self.controlSocket = directory + "/control.sock"
@@ -83,7 +88,12 @@ public final class Guest: Sendable {
     }
 
     /// Stops QEMU (SIGCONT first, in case a test stopped it) and waits up to 5 s for it to go.
+    /// A libvirt guest is destroyed through libvirt first (`virsh destroy`), so that its domain goes too.
     public func stop() {
+        if let libvirtURI, pid > 0, isRunning {
+            kill(pid, SIGCONT)
+            _ = try? Spawn.run("/usr/bin/timeout", ["10", "/usr/bin/virsh", "-q", "-c", libvirtURI, "destroy", spec.name])
+        }
         Self.stop(pid: pid)
     }
 

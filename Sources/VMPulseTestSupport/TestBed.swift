@@ -71,6 +71,18 @@ public final class TestBed: @unchecked Sendable {
     @discardableResult
     public func launch(_ spec: GuestSpec) throws -> Guest {
         let guestDir = directory + "/" + spec.name
+        let disks = try Self.makeDisks(spec, in: guestDir)
+        let guest = Guest(spec: spec, directory: guestDir, socketPath: "\(socketDirectory)/\(spec.name).sock", disks: disks)
+        try Self.run(Self.qemu, QEMUCommandLine.arguments(for: spec, guest: guest, images: imageDirectory))
+        try guest.readPID()
+        if let tap = spec.tap { try Self.run("/sbin/ip", ["link", "set", tap, "up"]) }
+        lock.withLock { guests.append(guest) }
+        return guest
+    }
+
+    /// Makes the guest's directory and its disks (new images, or the existing ones named), and
+    /// writes the blkdebug configurations; returns the images' paths.
+    static func makeDisks(_ spec: GuestSpec, in guestDir: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: guestDir, withIntermediateDirectories: true)
         var disks: [String] = []
         for (i, disk) in spec.disks.enumerated() {
@@ -79,18 +91,13 @@ public final class TestBed: @unchecked Sendable {
                 continue
             }
             let path = "\(guestDir)/disk\(i).\(disk.format)"
-            try Self.run(Self.qemuImg, ["create", "-q", "-f", disk.format, path, "\(disk.sizeMiB)M"])
+            try run(qemuImg, ["create", "-q", "-f", disk.format, path, "\(disk.sizeMiB)M"])
             disks.append(path)
             if let conf = disk.blkdebug {
                 try conf.write(toFile: "\(guestDir)/blkdebug\(i).conf", atomically: true, encoding: .utf8)
             }
         }
-        let guest = Guest(spec: spec, directory: guestDir, socketPath: "\(socketDirectory)/\(spec.name).sock", disks: disks)
-        try Self.run(Self.qemu, QEMUCommandLine.arguments(for: spec, guest: guest, images: imageDirectory))
-        try guest.readPID()
-        if let tap = spec.tap { try Self.run("/sbin/ip", ["link", "set", tap, "up"]) }
-        lock.withLock { guests.append(guest) }
-        return guest
+        return disks
     }
 
     /// Stops every guest this test bed started and removes its directory.

@@ -58,9 +58,12 @@ import VMPulseTestSupport
         #expect(code == 0, "the agent exited \(code): \(agent.logText.suffix(3000))")
     }
 
-    @Test func anAgentKilledMidWorkloadLosesNothingAndCountsNothingTwice() async throws {
-        let (bed, agent) = try setUp("kill")
+    /// On both backends: the agent is SIGKILLed in the middle of a workload and started again.
+    @Test(arguments: TestBackend.allCases)
+    func anAgentKilledMidWorkloadLosesNothingAndCountsNothingTwice(backend: TestBackend) async throws {
+        let bed = try backend.makeBed(prefix: "kill")
         defer { bed.shutdown() }
+        let agent = try bed.agent()
         try await agent.waitReady()
         let guest = try bed.launch(GuestSpec(name: "killed"))
         try await guest.waitReady()

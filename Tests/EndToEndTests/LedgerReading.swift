@@ -50,20 +50,72 @@ enum LedgerReading {
         return (c, stats)
     }
 
-    /// Waits until the ledger holds exactly what QEMU counts for the drive (the agent has
-    /// sampled and flushed), and returns it. Fails with both figures if it never does.
-    static func settled(_ guest: Guest, dataDir: String, vm: String, timeout: Duration = .seconds(30)) async throws -> BlockCounters {
+    /// The name vmpulse gives the guest's disk `index`: QEMU's drive id on the QMP backend,
+    /// libvirt's target (`vda`, `vdb`, ...) on the libvirt backend.
+    static func diskName(_ guest: Guest, _ index: Int = 0) -> String {
+        guard guest.libvirtURI != nil else { return "drive\(index)" }
+        return "vd" + String(UnicodeScalar(UInt8(ascii: "a") + UInt8(index)))
+    }
+
+    /// The disk's cumulative counters as the hypervisor reports them, read with the test's own
+    /// tools: QEMU's `query-blockstats` on the control monitor, or `virsh domstats --block` for
+    /// a libvirt guest (libvirt reports bytes, requests and times of reads, writes and flushes;
+    /// the other counters are 0 there, as they are in the ledger on that backend).
+    static func hypervisor(_ guest: Guest, disk index: Int = 0) async throws -> BlockCounters {
+        guard let uri = guest.libvirtURI else { return try await qemu(guest, drive: "drive\(index)").counters }
+        let out = try Spawn.capture("/usr/bin/timeout", ["30", "/usr/bin/virsh", "-q", "-c", uri, "domstats", "--block", guest.name])
+        guard out.status == 0 else { throw TestBedError("virsh domstats failed (\(out.status)): \(out.stderr)") }
+        var values: [String: UInt64] = [:]
+        for line in out.stdout.split(separator: "\n") {
+            let parts = line.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if parts.count == 2, let v = UInt64(parts[1]) { values[String(parts[0])] = v }
+        }
+        let pairs: [(IOCounter, String)] = [
+            (.readBytes, "rd.bytes"), (.writeBytes, "wr.bytes"), (.readIOs, "rd.reqs"), (.writeIOs, "wr.reqs"), (.flushIOs, "fl.reqs"),
+            (.totalReadTimeNs, "rd.times"), (.totalWriteTimeNs, "wr.times"), (.totalFlushTimeNs, "fl.times"),
+        ]
+        var c = BlockCounters()
+        for (counter, key) in pairs {
+            guard let v = values["block.\(index).\(key)"] else { throw TestBedError("virsh domstats has no block.\(index).\(key): \(out.stdout)") }
+            c[counter] = v
+        }
+        return c
+    }
+
+    /// Waits until the ledger holds exactly what the hypervisor counts for the disk (the agent
+    /// has sampled and flushed), and returns it. Fails with both figures if it never does.
+    static func settled(_ guest: Guest, dataDir: String, vm: String, disk index: Int = 0, timeout: Duration = .seconds(30)) async throws -> BlockCounters {
         let deadline = ContinuousClock.now + timeout
-        var last: (ledger: BlockCounters, qemu: BlockCounters)?
+        var last: (ledger: BlockCounters, hypervisor: BlockCounters)?
         while ContinuousClock.now < deadline {
-            let q = try await qemu(guest).counters
-            let l = try exported(dataDir: dataDir, vm: vm)
+            let q = try await hypervisor(guest, disk: index)
+            let l = try exported(dataDir: dataDir, vm: vm, disk: diskName(guest, index))
             if l == q { return l }
             last = (l, q)
             try await Task.sleep(for: .milliseconds(300))
         }
-        let diff = IOCounter.allCases.filter { last?.ledger[$0] != last?.qemu[$0] }
-            .map { "\($0.name): ledger \(last?.ledger[$0] ?? 0) qemu \(last?.qemu[$0] ?? 0)" }
-        throw TestBedError("the ledger never matched QEMU's counters: \(diff.joined(separator: "; "))")
+        let diff = IOCounter.allCases.filter { last?.ledger[$0] != last?.hypervisor[$0] }
+            .map { "\($0.name): ledger \(last?.ledger[$0] ?? 0) hypervisor \(last?.hypervisor[$0] ?? 0)" }
+        throw TestBedError("the ledger never matched the hypervisor's counters: \(diff.joined(separator: "; "))")
+    }
+}
+
+extension GuestBed {
+    /// The agent configuration's lines that point it at this bed's guests.
+    var agentBackendYAML: String {
+        if let bed = self as? TestBed { return "socket_dir: \(bed.socketDirectory)" }
+        return "backend: libvirt\nlibvirt_uri: '\(libvirtURI ?? "")'"
+    }
+
+    /// `vmpulse stats` options that collect this bed's guests directly.
+    var statsArguments: [String] {
+        if let bed = self as? TestBed { return ["--direct", "--socket-dir", bed.socketDirectory] }
+        return ["--direct", "--backend", "libvirt", "--libvirt-uri", libvirtURI ?? ""]
+    }
+
+    /// A real agent reading this bed's guests.
+    func agent(interval: Double = 0.5, flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "") throws -> AgentProcess {
+        try AgentProcess(backendYAML: agentBackendYAML, dataDirectory: directory + "/data", directory: directory,
+                         interval: interval, flushInterval: flushInterval, fullInterval: fullInterval, extraYAML: extraYAML)
     }
 }

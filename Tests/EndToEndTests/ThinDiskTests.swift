@@ -10,12 +10,13 @@ import VMPulseTestSupport
 @Suite(.serialized) struct ThinDiskTests {
     static let mib: UInt64 = 1 << 20
 
-    static func thinYAML(vm: String, fixture: ThinDiskFixture, chunkMiB: Int, maxMiB: Int = 1100, backend: String? = nil) -> String {
+    static func thinYAML(vm: String, fixture: ThinDiskFixture, chunkMiB: Int, maxMiB: Int = 1100, backend: String? = nil,
+                         drive: String = "disk0") -> String {
         let b = backend ?? "backend: loop\n    file: \(fixture.file)"
         return """
             thin_disks:
               - vm: \(vm)
-                drive: disk0
+                drive: \(drive)
                 chunk_mib: \(chunkMiB)
                 utilization_percent: 20
                 max_size_mib: \(maxMiB)
@@ -24,9 +25,15 @@ import VMPulseTestSupport
             """
     }
 
-    static func agent(_ bed: TestBed, yaml: String) throws -> AgentProcess {
-        try AgentProcess(socketDirectory: bed.socketDirectory, dataDirectory: bed.directory + "/data", directory: bed.directory, extraYAML: yaml)
+    static func agent(_ bed: any GuestBed, yaml: String) throws -> AgentProcess {
+        try bed.agent(extraYAML: yaml)
     }
+
+    /// The thin disk's name: the drive id of ThinDiskFixture's QEMU disk, or libvirt's target.
+    static func drive(_ backend: TestBackend) -> String { backend == .qmp ? "disk0" : "vda" }
+
+    /// The node the mark goes on: the protocol node QEMU names, or libvirt's `vda[1]`.
+    static func markNode(_ backend: TestBackend) -> String { backend == .qmp ? "proto0" : "vda[1]" }
 
     /// The agent's view of its thin disks (`GET /v1/thin`).
     static func disks(_ agent: AgentProcess) throws -> [JSONValue] {
@@ -59,8 +66,27 @@ import VMPulseTestSupport
         #expect(actual.prefix(32) == expected.prefix(32), "the data read back differs")
     }
 
-    /// Counts STOP events on the guest's control monitor while `body` runs.
+    /// Counts the guest's pauses while `body` runs, with the test's own tools: STOP events on
+    /// the control monitor, or libvirt's lifecycle events (`virsh event`) for a libvirt guest.
     static func countingPauses(_ guest: Guest, _ body: () async throws -> Void) async throws -> Int {
+        if let uri = guest.libvirtURI {
+            let log = guest.directory + "/events-\(UInt32.random(in: 0...UInt32.max)).log"
+            let pid = try Spawn.start("/usr/bin/virsh", ["-c", uri, "event", guest.name, "--event", "lifecycle", "--loop", "--timeout", "900"],
+                                      outputPath: log)
+            try await Task.sleep(for: .milliseconds(500))  // registered before the workload starts
+            do {
+                try await body()
+            } catch {
+                kill(pid, SIGTERM)
+                _ = Spawn.exited(pid)
+                throw error
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            kill(pid, SIGTERM)
+            for _ in 0..<50 where Spawn.exited(pid) == nil { try await Task.sleep(for: .milliseconds(20)) }
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").filter { $0.contains("Suspended") }.count
+        }
         let control = try await QMPClient.connect(socketPath: guest.controlSocket)
         let counter = Task {
             var stops = 0
@@ -70,6 +96,15 @@ import VMPulseTestSupport
         try await body()
         await control.close()
         return await counter.value
+    }
+
+    /// Whether the guest runs, as its hypervisor says (QEMU's status, or libvirt's state).
+    static func isRunning(_ guest: Guest) async throws -> Bool {
+        if let uri = guest.libvirtURI {
+            let out = try Spawn.capture("/usr/bin/virsh", ["-q", "-c", uri, "domstate", guest.name])
+            return out.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "running"
+        }
+        return try await LedgerReading.qemuStatus(guest) == "running"
     }
 
     /// A command backend: a script that reads the request, waits `delay` seconds, then does
@@ -102,25 +137,26 @@ import VMPulseTestSupport
         return values
     }
 
-    @Test func a512MiBWriteIsExtendedAheadOfTheGuestWithoutPausing() async throws {
-        let bed = try TestBed(prefix: "thin")
+    @Test(arguments: TestBackend.allCases)
+    func a512MiBWriteIsExtendedAheadOfTheGuestWithoutPausing(backend: TestBackend) async throws {
+        let bed = try backend.makeBed(prefix: "thin")
         defer { bed.shutdown() }
         let fixture = try ThinDiskFixture(directory: bed.directory, physicalMiB: 64, capacityMiB: 1024)
         defer { fixture.detach() }
-        let agent = try Self.agent(bed, yaml: Self.thinYAML(vm: "thin1", fixture: fixture, chunkMiB: 64))
+        let agent = try Self.agent(bed, yaml: Self.thinYAML(vm: "thin1", fixture: fixture, chunkMiB: 64, drive: Self.drive(backend)))
         try await agent.waitReady()
         let guest = try bed.launch(fixture.guest(named: "thin1"))
         try await guest.waitReady()
         let armed = try await Self.waitDisk(agent, Self.state("set"))
         // 64 MiB device, 64 MiB chunk, 20 %: the mark 51.2 MiB below the end, on the protocol node.
         #expect(armed["threshold"]?.uint64Value == 64 * Self.mib - 64 * Self.mib * 8 / 10)
-        #expect(armed["node"]?.stringValue == "proto0")
+        #expect(armed["node"]?.stringValue == Self.markNode(backend))
 
         // The CLI shows the thin group, and the block group shows the same mark QEMU has.
         let shown = try Self.cliStats(agent, ["--group", "block,thin", "thin1"])
         #expect(shown["thin.count"] == "1")
         #expect(shown["thin.0.state"] == "set")
-        #expect(shown["thin.0.name"] == "disk0")
+        #expect(shown["thin.0.name"] == Self.drive(backend))
         #expect(shown["thin.0.threshold"] == "\(64 * Self.mib - 64 * Self.mib * 8 / 10)")
         try await Task.sleep(for: .seconds(6))  // the block group comes from the full pass (every 5 s here)
         #expect(try Self.cliStats(agent, ["--group", "block", "thin1"])["block.0.threshold"] == shown["thin.0.threshold"])
@@ -138,12 +174,13 @@ import VMPulseTestSupport
         #expect(disk["physical"]?.uint64Value == fixture.sizeBytes)
         // Every extension came from an event and led to a new mark.
         #expect(disk["recent_cycles_ms"]?.arrayValue?.count == Int(disk["extensions"]?.int64Value ?? -1))
-        #expect(agent.logText.contains("thin disk thin1/disk0: extended"))
+        #expect(agent.logText.contains("thin disk thin1/\(Self.drive(backend)): extended"))
         #expect(try await agent.stop() == 0)
     }
 
-    @Test func aChunkTooSmallPausesTheGuestWhichIsResumedWithItsDataIntact() async throws {
-        let bed = try TestBed(prefix: "thinsmall")
+    @Test(arguments: TestBackend.allCases)
+    func aChunkTooSmallPausesTheGuestWhichIsResumedWithItsDataIntact(backend: TestBackend) async throws {
+        let bed = try backend.makeBed(prefix: "thinsmall")
         defer { bed.shutdown() }
         let fixture = try ThinDiskFixture(directory: bed.directory, physicalMiB: 16, capacityMiB: 1024)
         defer { fixture.detach() }
@@ -152,7 +189,8 @@ import VMPulseTestSupport
         // too fast for the test guest to outrun on purpose.)
         let grow = try Self.script(in: bed.directory, name: "slow-grow", delay: "0.5", grow: "truncate -s $size \(fixture.file) && losetup -c $dev")
         let agent = try Self.agent(bed, yaml: Self.thinYAML(vm: "thin2", fixture: fixture, chunkMiB: 8,
-                                                            backend: "backend: command\n    command: \(grow)\n    command_timeout: 10"))
+                                                            backend: "backend: command\n    command: \(grow)\n    command_timeout: 10",
+                                                            drive: Self.drive(backend)))
         try await agent.waitReady()
         let guest = try bed.launch(fixture.guest(named: "thin2"))
         try await guest.waitReady()
@@ -163,7 +201,7 @@ import VMPulseTestSupport
         #expect(pauses > 0, "the guest was never paused: the test does not test recovery")
         #expect(disk["pauses_recovered"]?.int64Value == Int64(pauses), "\(pauses) pauses; \(JSONText.serialize(disk))")
         #expect(disk["paused"]?.boolValue == false)
-        #expect(try await LedgerReading.qemuStatus(guest) == "running")
+        #expect(try await Self.isRunning(guest))
         #expect(agent.logText.contains("resumed thin2"))
         #expect(try await agent.stop() == 0)
     }
