@@ -11,7 +11,8 @@ struct StatsCommand: AsyncParsableCommand {
         commandName: "stats",
         abstract: "Print the statistics of every VM on this host (or of the VMs named), like 'virsh domstats'.",
         discussion: """
-            Groups: state, cpu-total, balloon, vcpu, interface, block, iothread (all by default).
+            Groups: state, cpu-total, balloon, vcpu, interface, block, io, iothread; on the libvirt backend also
+            perf, memory, dirtyrate and vm (every group the backend has, by default).
             Without --enforce a group this host cannot report is left out; with it, the command fails (exit 2).
             A VM whose monitor does not answer within --timeout is reported with state.monitor-response=-1.
             """
