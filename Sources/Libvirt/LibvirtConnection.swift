@@ -124,6 +124,21 @@ public final class LibvirtConnection: @unchecked Sendable {
         }
     }
 
+    /// The active domains' names, UUIDs and ids in one call to libvirtd (`domains()` asks each
+    /// domain's state besides, one call per domain): for discovery every second.
+    public func activeDomains() throws(LibvirtError) -> [LibvirtDomainInfo] {
+        try withConnection("virConnectListAllDomains") { conn throws(LibvirtError) in
+            var list: UnsafeMutablePointer<OpaquePointer?>?
+            let count = virConnectListAllDomains(conn, &list, VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue)
+            guard count >= 0 else { throw LibvirtError.last("cannot list libvirt domains (virConnectListAllDomains)") }
+            defer {
+                for index in 0..<Int(count) { if let dom = list?[index] { virDomainFree(dom) } }
+                free(list)
+            }
+            return (0..<Int(count)).compactMap { index in list?[index].map(Domain.listed) }
+        }
+    }
+
     /// `virConnectGetAllDomainStats(ACTIVE [| NOWAIT])`: one record per running or paused domain.
     /// With `noWait`, a domain whose job lock is held gets only the stats readable without it.
     public func allDomainStats(_ groups: LibvirtStatsGroups, noWait: Bool) throws(LibvirtError) -> [LibvirtDomainStats] {

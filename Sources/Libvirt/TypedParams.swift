@@ -59,6 +59,14 @@ enum Domain {
         virDomainGetName(dom).map { String(cString: $0) } ?? ""
     }
 
+    /// Name, UUID and id of a domain listed as active, without a call to libvirtd (all three
+    /// are kept in the handle); its state is not read (`state` and `reason` are -1).
+    static func listed(_ dom: OpaquePointer) -> LibvirtDomainInfo {
+        let id = virDomainGetID(dom)
+        return LibvirtDomainInfo(name: name(dom), uuid: uuid(dom), id: id == UInt32.max ? -1 : Int32(exactly: id) ?? -1,
+                                 state: -1, reason: -1, isActive: true)
+    }
+
     /// Name, UUID, id and state (`virDomainGetState`; a failure is thrown with `operation`).
     static func info(_ dom: OpaquePointer, _ operation: String) throws(LibvirtError) -> LibvirtDomainInfo {
         var state: Int32 = 0

@@ -116,6 +116,12 @@ import VMPulseTestSupport
         guests[2].signal(SIGSTOP)
         defer { guests[2].signal(SIGCONT) }
         try await Task.sleep(for: .seconds(6))
+        // The stuck domain holds a thread for its first bulk call and one for its slow path
+        // (libvirt waits up to 30 s for the job), not one more per pass: no growth from here.
+        let threadsThen = try Self.threads(agent.pid)
+        try await Task.sleep(for: .seconds(10))
+        let threadsNow = try Self.threads(agent.pid)
+        #expect(threadsNow <= threadsThen + 1, "the agent went from \(threadsThen) to \(threadsNow) threads")
         let served = try HTTPGet.fetch(port: agent.port, path: "/v1/stats?group=state,io")
         let records = try JSONParser.parse(Array(served.body.utf8)).arrayValue ?? []
         #expect(records.count == 3)
@@ -154,6 +160,15 @@ import VMPulseTestSupport
         let bad = try Spawn.capture(vmpulse, ["stats", "--direct", "--backend", "xen"])
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("'xen' is not a backend (qmp or libvirt)"), "\(bad.stderr)")
+    }
+
+    static func threads(_ pid: pid_t) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Threads:") }),
+              let n = Int(line.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) else {
+            throw TestBedError("no Threads in /proc/\(pid)/status")
+        }
+        return n
     }
 
     func waitLog(_ agent: AgentProcess, _ text: String, timeout: Duration = .seconds(40)) async throws {

@@ -1,5 +1,6 @@
 import Libvirt
 import Logging
+import Synchronization
 import VMPulseCore
 
 /// The backend for hosts where libvirt runs the VMs: vmpulse asks libvirtd, and adds no
@@ -167,7 +168,7 @@ public actor LibvirtBackend: HypervisorBackend {
     public func refresh() async throws(BackendError) -> Discovery {
         let conn = try await live()
         let infos: [LibvirtDomainInfo]
-        switch await calls.run("virConnectListAllDomains", timeout: timeout, { () throws(LibvirtError) in try conn.domains() }) {
+        switch await calls.run("virConnectListAllDomains", timeout: timeout, { () throws(LibvirtError) in try conn.activeDomains() }) {
         case .success(let list): infos = list
         case .failure(.timedOut(let why)):
             // libvirtd answers listings late while a domain is being destroyed (it holds the
@@ -306,14 +307,42 @@ public actor LibvirtBackend: HypervisorBackend {
         guard let uuid = uuid(of: machine), let d = domains[uuid] else { return nil }
         switch await bulk(LibvirtRecords.flags(for: groups)) {
         case .success(let answer):
-            guard let entry = answer.byUUID[uuid] else {
+            guard var entry = answer.byUUID[uuid] else {
                 drop(uuid)
                 return nil
             }
+            if entry.busy, let again = await slowPath(uuid, LibvirtRecords.flags(for: groups)) { entry = (again, false) }
             return LibvirtRecords.record(entry.stats, groups: groups, busy: entry.busy)
         case .failure(let error):
             return unanswered(d, error.message)
         }
+    }
+
+    /// Domains with a slow-path call in flight, until libvirt returns it (not until our
+    /// timeout: the thread may wait on libvirt's job lock for 30 s): one each at most, so a
+    /// stuck domain holds one thread and one of libvirtd's requests, not one per pass.
+    private let slow = SlowCalls()
+
+    final class SlowCalls: Sendable {
+        private let uuids = Mutex<Set<String>>([])
+        func begin(_ uuid: String) -> Bool { uuids.withLock { $0.insert(uuid).inserted } }
+        func end(_ uuid: String) { _ = uuids.withLock { $0.remove(uuid) } }
+    }
+
+    /// A domain the bulk call found busy (someone held its job: another tool, a thin-disk
+    /// read, or a QEMU that stopped answering) is asked on its own, waiting for its job, within
+    /// the timeout. Only its own sampler waits for it. Nil when it does not answer in time, or
+    /// while its previous slow call is still waiting.
+    private func slowPath(_ uuid: String, _ flags: LibvirtStatsGroups) async -> LibvirtDomainStats? {
+        guard let conn = connection, slow.begin(uuid) else { return nil }
+        let slow = self.slow
+        let answer = await calls.run("virDomainListGetStats (slow path)", timeout: timeout) { () throws(LibvirtError) in
+            defer { slow.end(uuid) }
+            return try conn.domainStats(uuids: [uuid], flags, noWait: false)
+        }
+        if case .failure(.busy) = answer { slow.end(uuid) }  // refused before it ran: no thread will end it
+        guard case .success(let list) = answer, let stats = list.first, !LibvirtRecords.isBusy(stats) else { return nil }
+        return stats
     }
 
     private func unanswered(_ d: Domain, _ why: String) -> StatsRecord {
@@ -333,13 +362,18 @@ public actor LibvirtBackend: HypervisorBackend {
         case .success(let a): answer = a
         case .failure(let error): return reading([], error.message)
         }
-        guard let entry = answer.byUUID[uuid] else {
+        guard var entry = answer.byUUID[uuid] else {
             // Stopped or undefined since it was listed: gone (a refresh finds it again if not).
             drop(uuid)
             return nil
         }
+        var time = answer.time, wall = answer.wallTime
         if entry.busy {
-            return reading([], "libvirt skipped the domain's monitor: a job holds it (busy, or its QEMU does not answer)")
+            guard let again = await slowPath(uuid, [.state, .block]) else {
+                return reading([], "libvirt skipped the domain's monitor: a job holds it (busy, or its QEMU does not answer)")
+            }
+            entry = (again, false)
+            (time, wall) = (MonotonicTime.now(), MonotonicTime.wallNow())
         }
         let disks = LibvirtRecords.disks(entry.stats)
         var targets: [String: String] = [:]
@@ -350,7 +384,7 @@ public actor LibvirtBackend: HypervisorBackend {
             DiskIOReading(name: disk.name, path: disk.path ?? "", counters: disk.counters, histograms: [:], idleTimeNs: nil,
                           allocation: disk.allocation, unreported: LibvirtRecords.unreported)
         }
-        var result = reading(readings, nil, time: answer.time, wall: answer.wallTime)
+        var result = reading(readings, nil, time: time, wall: wall)
         result.instance = domains[uuid]?.instance
         return result
     }
@@ -362,7 +396,10 @@ public actor LibvirtBackend: HypervisorBackend {
         let conn: LibvirtConnection
         do { conn = try await live() } catch { throw MachineError(.failed, error.message) }
         let answer = await calls.run("virDomainListGetStats", timeout: timeout) { () throws(LibvirtError) in
-            let stats = try conn.domainStats(uuids: [uuid], [.state, .block], noWait: true)
+            // Without NOWAIT: the sampler's bulk call may hold the domain's job this very
+            // moment, and NOWAIT would then return the disk without its figures (a failed read,
+            // seen once in a suite run). The wait is bounded by the timeout like any call.
+            let stats = try conn.domainStats(uuids: [uuid], [.state, .block], noWait: false)
             let state = try conn.state(uuid: uuid)
             let errors = state.state == LibvirtConstants.domainPaused && state.reason == LibvirtConstants.pausedIOError
                 ? try conn.diskErrors(uuid: uuid) : [:]
