@@ -97,9 +97,30 @@ public final class LibvirtConnection: @unchecked Sendable {
 
     // MARK: - Domains and stats
 
-    /// The active (running or paused) domains, from `virConnectListAllDomains(ACTIVE)`.
-    /// A domain that goes away while it is being listed (or whose state cannot be read) is left out.
+    /// The active (running or paused) domains, from `virConnectListAllDomains(ACTIVE)`, with
+    /// each one's state (one more call per domain). A domain that goes away while it is being
+    /// listed (or whose state cannot be read) is left out.
     public func domains() throws(LibvirtError) -> [LibvirtDomainInfo] {
+        try listActive { dom throws(LibvirtError) in
+            do throws(LibvirtError) {
+                return try Domain.info(dom, "virConnectListAllDomains")
+            } catch where !error.isConnectionLost {
+                // Gone since it was listed: libvirt then fails its state without always
+                // saying NO_DOMAIN (a transient domain destroyed mid-list gave no error at
+                // all here). Left out; the next listing shows it again if it is there.
+                return nil
+            }
+        }
+    }
+
+    /// The active domains' names, UUIDs and ids in one call to libvirtd (`domains()` asks each
+    /// domain's state besides, one call per domain): for discovery every second.
+    public func activeDomains() throws(LibvirtError) -> [LibvirtDomainInfo] {
+        try listActive { dom throws(LibvirtError) in Domain.listed(dom) }
+    }
+
+    /// `virConnectListAllDomains(ACTIVE)`, each handle read by `read` (nil: left out) and freed.
+    private func listActive(_ read: (OpaquePointer) throws(LibvirtError) -> LibvirtDomainInfo?) throws(LibvirtError) -> [LibvirtDomainInfo] {
         try withConnection("virConnectListAllDomains") { conn throws(LibvirtError) in
             var list: UnsafeMutablePointer<OpaquePointer?>?
             let count = virConnectListAllDomains(conn, &list, VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue)
@@ -110,32 +131,10 @@ public final class LibvirtConnection: @unchecked Sendable {
             }
             var result: [LibvirtDomainInfo] = []
             for index in 0..<Int(count) {
-                guard let dom = list?[index] else { continue }
-                do throws(LibvirtError) {
-                    result.append(try Domain.info(dom, "virConnectListAllDomains"))
-                } catch where !error.isConnectionLost {
-                    // Gone since it was listed: libvirt then fails its state without always
-                    // saying NO_DOMAIN (a transient domain destroyed mid-list gave no error at
-                    // all here). Left out; the next listing shows it again if it is there.
-                    continue
-                }
+                guard let dom = list?[index], let info = try read(dom) else { continue }
+                result.append(info)
             }
             return result
-        }
-    }
-
-    /// The active domains' names, UUIDs and ids in one call to libvirtd (`domains()` asks each
-    /// domain's state besides, one call per domain): for discovery every second.
-    public func activeDomains() throws(LibvirtError) -> [LibvirtDomainInfo] {
-        try withConnection("virConnectListAllDomains") { conn throws(LibvirtError) in
-            var list: UnsafeMutablePointer<OpaquePointer?>?
-            let count = virConnectListAllDomains(conn, &list, VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue)
-            guard count >= 0 else { throw LibvirtError.last("cannot list libvirt domains (virConnectListAllDomains)") }
-            defer {
-                for index in 0..<Int(count) { if let dom = list?[index] { virDomainFree(dom) } }
-                free(list)
-            }
-            return (0..<Int(count)).compactMap { index in list?[index].map(Domain.listed) }
         }
     }
 
