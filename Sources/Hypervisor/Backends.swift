@@ -24,7 +24,7 @@ public struct BackendOptions: Sendable {
 
 /// Makes the backend the options ask for: the only place above which no one knows which it is.
 public enum Backends {
-    public static func make(_ options: BackendOptions, logger: Logger) throws(BackendError) -> any HypervisorBackend {
+    public static func make(_ options: BackendOptions, logger: Logger = Logger(label: "vmpulse.backend")) throws(BackendError) -> any HypervisorBackend {
         switch options.kind {
         case .qmp:
             var qmp = QMPBackend.Options()

@@ -47,11 +47,37 @@ public protocol HypervisorBackend: AnyObject, Sendable {
     /// Whether the VM runs, and why not.
     func runState(machine: String) async throws(MachineError) -> RunState
 
-    /// Lets a paused VM run again.
-    func resume(machine: String) async throws(MachineError)
+    /// Does `action` to the VM (an operator's request, a configured action, the thin-disk
+    /// loop's resume after ENOSPC). Returns once the hypervisor has accepted it.
+    func perform(_ action: VMAction, machine: String) async throws(MachineError)
 
     /// Lets go of every connection.
     func close() async
+}
+
+extension HypervisorBackend {
+    /// Lets a paused VM run again.
+    public func resume(machine: String) async throws(MachineError) {
+        try await perform(.resume, machine: machine)
+    }
+}
+
+/// What can be done to a VM, on either backend: the operations a heartbeat action, an
+/// operator or the thin-disk loop may ask for.
+public enum VMAction: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Stops the vCPUs (QMP `stop`, `virDomainSuspend`).
+    case pause
+    /// Lets the vCPUs run again (`cont`, `virDomainResume`).
+    case resume
+    /// A hard reset, as the reset button (`system_reset`, `virDomainReset`).
+    case reset
+    /// Asks the guest to power off, as the ACPI power button (`system_powerdown`,
+    /// `virDomainShutdownFlags(ACPI_POWER_BTN)`); a guest that ignores it runs on.
+    case powerdown
+    /// Ends the QEMU process at once (`quit`, `virDomainDestroy`).
+    case kill
+
+    public var description: String { rawValue }
 }
 
 /// What a look for VMs changed.

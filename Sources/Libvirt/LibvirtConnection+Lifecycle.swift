@@ -1,6 +1,6 @@
 internal import CLibvirt
 
-/// Starting and stopping domains (the test beds and tools use these; the agent only watches).
+/// Starting, stopping and resetting domains (the test beds, and the backend's VM actions).
 extension LibvirtConnection {
     /// `virDomainCreateXML`: starts a transient domain from its XML, paused when asked.
     public func createTransient(xml: String, paused: Bool) throws(LibvirtError) -> LibvirtDomainInfo {
@@ -18,6 +18,22 @@ extension LibvirtConnection {
     public func destroy(uuid: String) throws(LibvirtError) {
         try withDomain(uuid, "virDomainDestroy") { dom throws(LibvirtError) in
             guard virDomainDestroy(dom) == 0 else { throw LibvirtError.last("cannot destroy domain \(uuid)") }
+        }
+    }
+
+    /// `virDomainReset` (a hard reset, as the reset button).
+    public func reset(uuid: String) throws(LibvirtError) {
+        try withDomain(uuid, "virDomainReset") { dom throws(LibvirtError) in
+            guard virDomainReset(dom, 0) == 0 else { throw LibvirtError.last("cannot reset domain \(uuid)") }
+        }
+    }
+
+    /// `virDomainShutdownFlags(ACPI_POWER_BTN)`: the guest is asked to power off.
+    public func powerButton(uuid: String) throws(LibvirtError) {
+        try withDomain(uuid, "virDomainShutdownFlags") { dom throws(LibvirtError) in
+            guard virDomainShutdownFlags(dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN.rawValue) == 0 else {
+                throw LibvirtError.last("cannot press the power button of domain \(uuid)")
+            }
         }
     }
 }

@@ -215,10 +215,21 @@ public actor QMPBackend: HypervisorBackend {
         } catch { throw MachineError(error) }
     }
 
-    public func resume(machine: String) async throws(MachineError) {
+    public func perform(_ action: VMAction, machine: String) async throws(MachineError) {
+        let command = switch action {
+        case .pause: "stop"
+        case .resume: "cont"
+        case .reset: "system_reset"
+        case .powerdown: "system_powerdown"
+        case .kill: "quit"
+        }
         do throws(QMPError) {
-            _ = try await execute(socketPath: machine, "cont")
-        } catch { throw MachineError(error) }
+            _ = try await execute(socketPath: machine, command)
+        } catch {
+            // `quit` may close the monitor before its reply arrives: the process is ending.
+            if action == .kill, case .connectionClosed = error { return }
+            throw MachineError(error)
+        }
     }
 
     /// Closes every monitor connection.
