@@ -1,21 +1,47 @@
 import Agent
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
 import Hypervisor
 import Logging
 import NIOCore
 import VMPulseCore
 
+/// What the API reads: the agent's services, whose snapshots and statuses it serves.
+public struct APIParts: Sendable {
+    public var store: SnapshotStore
+    public var ledger: LedgerService
+    public var sampler: SamplerService
+    public var thin: ThinStatusStore
+    public var book: StatusBook?
+    public var bus: AgentEventBus
+
+    public init(store: SnapshotStore, ledger: LedgerService, sampler: SamplerService, thin: ThinStatusStore,
+                book: StatusBook? = nil, bus: AgentEventBus = AgentEventBus()) {
+        self.store = store
+        self.ledger = ledger
+        self.sampler = sampler
+        self.thin = thin
+        self.book = book
+        self.bus = bus
+    }
+}
+
 /// The agent's HTTP API (Hummingbird): reads snapshots and statuses only.
 public enum APIServer {
-    /// An application serving `/v1/stats` and `/v1/health` on `host:port`, holding at most
+    /// An application serving `/v1/stats`, `/v1/thin`, `/v1/health` and the JSON-RPC API
+    /// (`POST /rpc`, WebSocket `/rpc`) on `host:port`, holding at most
     /// `limits.maxConnections` connections and closing idle ones (see `ConnectionTable`).
     public static func application(
-        host: String, port: Int, store: SnapshotStore, ledger: LedgerService, sampler: SamplerService, thin: ThinStatusStore, logger: Logger,
-        limits: APILimits = APILimits(),
+        host: String, port: Int, parts: APIParts, logger: Logger,
+        limits: APILimits = APILimits(), access: APIAccess = APIAccess(),
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
+        let store = parts.store, thin = parts.thin, ledger = parts.ledger, sampler = parts.sampler
+        let methods = HostMethods(store: store, book: parts.book, thin: thin)
         let router = Router()
+        router.add(middleware: AccessMiddleware(access: access))
         router.get("/v1/stats") { request, _ -> Response in
             let q = request.uri.queryParameters
             let answer = StatsEndpoint.answer(
@@ -31,15 +57,55 @@ public enum APIServer {
             response(HealthEndpoint.answer(ledger: ledger.status, hostError: sampler.hostError.withLock { $0 }, vms: store.current().count,
                                            identityConflicts: sampler.identities.conflicts, thinProblems: thin.problems()))
         }
+        router.post("/rpc") { request, _ -> Response in
+            var request = request
+            let body: ByteBuffer
+            do {
+                body = try await request.collectBody(upTo: limits.maxBodyBytes)
+            } catch {
+                let refusal = RPCError(RPCError.invalidRequest, "the request body is over the limit of \(limits.maxBodyBytes) bytes (api.max_body_bytes)")
+                return json(JSONRPC.failure(nil, refusal), status: .contentTooLarge)
+            }
+            guard let answer = JSONRPC.answer(body.readableBytesView, maxBatch: limits.maxBatch, call: methods.call) else {
+                return Response(status: .noContent)
+            }
+            return json(answer, status: .ok)
+        }
         let table = ConnectionTable(limit: limits.maxConnections)
         let timeout = TimeAmount(limits.idleTimeout)
+        let socket = RPCSocket(methods: methods, bus: parts.bus, limits: limits, logger: logger)
+        let sockets = RPCSocket.Count()
+        let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: .init(additionalChannelHandlers: [ConnectionLimitHandler(table: table, requestTimeout: timeout)], idleTimeout: timeout),
+            ws: .init(maxFrameSize: max(1 << 14, limits.maxBodyBytes)))
+        let server = HTTPServerBuilder { responder in
+            AdmittedChannel(table: table, timeout: timeout, base: HTTP1WebSocketUpgradeChannel(
+                responder: responder, configuration: configuration
+            ) { head, channel, _ in
+                guard head.path == "/rpc", access.allows(head.headerFields) else { return .dontUpgrade }
+                // Counted here, at the upgrade, so that a burst cannot pass the limit.
+                guard sockets.open.add(1, ordering: .relaxed).newValue <= limits.maxSubscribers else {
+                    sockets.open.subtract(1, ordering: .relaxed)
+                    logger.notice("refusing a WebSocket: \(limits.maxSubscribers) are open (api.max_subscribers)")
+                    return .dontUpgrade
+                }
+                table.start(channel, websocket: true)
+                return .upgrade([:]) { inbound, outbound, _ in
+                    await socket.serve(inbound: inbound, outbound: outbound, channel: channel, count: sockets)
+                }
+            })
+        }
         return Application(
             router: router,
-            server: .http1(configuration: .init(
-                additionalChannelHandlers: [ConnectionLimitHandler(table: table, requestTimeout: timeout)], idleTimeout: timeout)),
+            server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: "vmpulse"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: JSONText.serialize(value) + "\n")))
     }
 
     static func response(_ answer: StatsEndpoint.Answer) -> Response {

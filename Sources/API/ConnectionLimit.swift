@@ -11,10 +11,23 @@ public struct APILimits: Sendable, Equatable {
     public var idleTimeout: Duration
     /// The most connections held at once.
     public var maxConnections: Int
+    /// The largest request body (`POST /rpc`) and WebSocket message, in bytes.
+    public var maxBodyBytes: Int
+    /// The most calls in one JSON-RPC batch.
+    public var maxBatch: Int
+    /// The most WebSocket connections at once (each may subscribe to events).
+    public var maxSubscribers: Int
+    /// Messages queued for a WebSocket client that does not read; one more ends its connection.
+    public var subscriberBacklog: Int
 
-    public init(idleTimeout: Duration = .seconds(30), maxConnections: Int = 256) {
+    public init(idleTimeout: Duration = .seconds(30), maxConnections: Int = 256, maxBodyBytes: Int = 1 << 20, maxBatch: Int = 1000,
+                maxSubscribers: Int = 16, subscriberBacklog: Int = 1024) {
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.maxBodyBytes = maxBodyBytes
+        self.maxBatch = maxBatch
+        self.maxSubscribers = maxSubscribers
+        self.subscriberBacklog = subscriberBacklog
     }
 }
 
@@ -34,6 +47,10 @@ final class ConnectionTable: Sendable {
         /// Requests read and not yet answered.
         var requests: Int
         var lastActive: ContinuousClock.Instant
+        /// Whether a first request head arrived (or the connection became a WebSocket).
+        var started = false
+        /// A WebSocket (a subscriber): closed to make room only when nothing else can be.
+        var websocket = false
     }
 
     let limit: Int
@@ -51,14 +68,29 @@ final class ConnectionTable: Sendable {
         entries.withLock { table in
             table[ObjectIdentifier(channel)] = Entry(channel: channel, requests: 0, lastActive: .now)
             guard table.count > limit else { return nil }
-            // The longest-idle other connection; when every other one is in a request, the
-            // one whose request has waited longest (a client that sends requests and never
-            // reads the answers holds its request open for good).
+            // The longest-idle other HTTP connection; when every other one is in a request,
+            // the one whose request has waited longest (a client that sends requests and
+            // never reads the answers holds its request open for good); a WebSocket last.
             let others = table.filter { $0.key != ObjectIdentifier(channel) }
-            let victim = (others.filter { $0.value.requests == 0 }.min { $0.value.lastActive < $1.value.lastActive }
+            let http = others.filter { !$0.value.websocket }
+            let victim = (http.filter { $0.value.requests == 0 }.min { $0.value.lastActive < $1.value.lastActive }
+                ?? http.min { $0.value.lastActive < $1.value.lastActive }
                 ?? others.min { $0.value.lastActive < $1.value.lastActive })?.key ?? ObjectIdentifier(channel)
             return table.removeValue(forKey: victim)?.channel
         }
+    }
+
+    /// The connection's first request arrived, or it became a WebSocket.
+    func start(_ channel: any Channel, websocket: Bool = false) {
+        entries.withLock { table in
+            table[ObjectIdentifier(channel)]?.started = true
+            if websocket { table[ObjectIdentifier(channel)]?.websocket = true }
+        }
+    }
+
+    /// Whether the connection is held and has not sent a first request yet.
+    func waiting(_ channel: any Channel) -> Bool {
+        entries.withLock { $0[ObjectIdentifier(channel)].map { !$0.started } ?? false }
     }
 
     /// A request began (+1) or was answered (-1) on this connection.
@@ -76,10 +108,54 @@ final class ConnectionTable: Sendable {
     }
 }
 
-/// On each connection, after HTTP decoding: registers the connection in the table (closing
-/// one when over the limit), tells the table when a request is in progress, and closes a
-/// connection whose request body does not all arrive within the timeout (a body sent a
-/// byte at a time would otherwise keep resetting Hummingbird's idle timer).
+/// First on each connection, before HTTP decoding (the WebSocket upgrade pipeline adds
+/// the HTTP handlers only once a first request head has arrived): registers the connection
+/// in the table, closing one when over the limit, and closes it when no first request head
+/// has arrived within the timeout (a silent connection, or a header sent a byte at a time).
+final class ConnectionAdmissionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let table: ConnectionTable
+    private let firstRequestTimeout: TimeAmount
+    private var admitted = false
+    private var deadline: Scheduled<Void>?
+
+    init(table: ConnectionTable, firstRequestTimeout: TimeAmount) {
+        self.table = table
+        self.firstRequestTimeout = firstRequestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { admit(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        admit(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        table.remove(context.channel)
+        context.fireChannelInactive()
+    }
+
+    private func admit(_ context: ChannelHandlerContext) {
+        guard !admitted else { return }
+        admitted = true
+        let channel = context.channel
+        table.admit(channel)?.close(promise: nil)
+        let table = self.table
+        deadline = context.eventLoop.scheduleTask(in: firstRequestTimeout) {
+            if table.waiting(channel) { channel.close(promise: nil) }
+        }
+    }
+}
+
+/// On each HTTP connection, after HTTP decoding: tells the table when a request is in
+/// progress, and closes a connection whose request body does not all arrive within the
+/// timeout (a body sent a byte at a time would otherwise keep resetting Hummingbird's idle timer).
 final class ConnectionLimitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -88,7 +164,6 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private let table: ConnectionTable
     private let requestTimeout: TimeAmount
-    private var admitted = false
     private var requestDeadline: Scheduled<Void>?
 
     init(table: ConnectionTable, requestTimeout: TimeAmount) {
@@ -97,21 +172,18 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { admit(context.channel) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        admit(context.channel)
-        context.fireChannelActive()
+        table.start(context.channel)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        leave(context.channel)
+        requestDeadline?.cancel()
+        requestDeadline = nil
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        leave(context.channel)
+        requestDeadline?.cancel()
+        requestDeadline = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -133,17 +205,5 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, RemovableChannelHandle
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) { table.request(context.channel, -1) }
         context.write(data, promise: promise)
-    }
-
-    private func admit(_ channel: any Channel) {
-        guard !admitted else { return }
-        admitted = true
-        table.admit(channel)?.close(promise: nil)
-    }
-
-    private func leave(_ channel: any Channel) {
-        requestDeadline?.cancel()
-        requestDeadline = nil
-        table.remove(channel)
     }
 }

@@ -53,6 +53,8 @@ public struct AgentConfig: Sendable, Equatable {
     /// The most HTTP connections the API holds at once (`api.max_connections`); a new one
     /// beyond it closes the longest-idle one, or is closed when none is idle.
     public var apiMaxConnections = 256
+    /// The host API's other bounds and its tokens (`api.*`, see `AgentConfig+API.swift`).
+    public var api = APISettings()
 
     public init() {}
 
@@ -124,6 +126,7 @@ public struct AgentConfig: Sendable, Equatable {
         guard (1...Self.maxAPIConnections).contains(apiMaxConnections) else {
             throw ConfigError(key: "api.max_connections", message: "must be between 1 and \(Self.maxAPIConnections), got \(apiMaxConnections)")
         }
+        try api.validate(listenHost: listenAddress().host)
         try ThinDiskConfig.checkDuplicates(thinDisks)
     }
 
@@ -217,8 +220,12 @@ struct ConfigReader {
             case "listen": c.listen = try Self.string(value, k)
             case "thin_disks": c.thinDisks = try Self.thinDisks(value, k)
             case "api":
-                for (n, v) in try ConfigReader(node: value, path: k).entries(known: ["idle_timeout", "max_connections"]) {
-                    if n == "idle_timeout" { c.apiIdleTimeout = try Self.number(v, k + "." + n) } else { c.apiMaxConnections = try Self.integer(v, k + "." + n) }
+                for (n, v) in try ConfigReader(node: value, path: k).entries(known: APISettings.keys) {
+                    switch n {
+                    case "idle_timeout": c.apiIdleTimeout = try Self.number(v, k + "." + n)
+                    case "max_connections": c.apiMaxConnections = try Self.integer(v, k + "." + n)
+                    default: try c.api.read(n, v, k + "." + n)
+                    }
                 }
             case "thin":
                 for (n, v) in try ConfigReader(node: value, path: k).entries(known: ["polling_interval"]) where n == "polling_interval" {

@@ -26,6 +26,10 @@ actor VMSampler {
     private var lastFull = -Double.infinity
     private var lastAnswer: Double?
     private var wasResponsive = true
+    private var description: MachineDescription?
+    private var cpuSample: (time: Double, total: UInt64, vcpus: UInt64)?
+    private var cpu: CPUUsage?
+    private var startedAt: Double?
 
     /// Every group but `io`, which the I/O pass builds.
     static let fullGroups: [StatsGroup] = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .iothread]
@@ -70,12 +74,23 @@ actor VMSampler {
                 return false
             }
             full = record
+            if reading.isResponsive {
+                // A VM that did not answer its I/O pass keeps the description it had.
+                do throws(MachineError) { description = try await backend.describe(machine: machine) } catch {
+                    if error.kind == .gone { description = nil }
+                }
+            }
+            if let sample = CPUUsage.sample(record.params) {
+                if let last = cpuSample { cpu = CPUUsage.between((last.total, last.vcpus), sample, interval: reading.time - last.time) }
+                cpuSample = (reading.time, sample.total, sample.vcpus)
+            }
         }
+        if let instance = reading.instance { startedAt = instance.startedAt }
         store.publish(VMSnapshot(
             machine: machine, name: full?.name ?? reading.name,
             uuid: (full?.uuid).flatMap { $0.isEmpty ? nil : $0 } ?? reading.uuid,
             full: full?.params ?? [], disks: reading.disks, windows: windows, responsive: reading.isResponsive,
-            errors: errors + (full?.errors ?? []), lastAnswer: lastAnswer))
+            errors: errors + (full?.errors ?? []), lastAnswer: lastAnswer, description: description, cpu: cpu, startedAt: startedAt))
         return true
     }
 

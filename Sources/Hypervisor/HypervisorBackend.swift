@@ -51,6 +51,10 @@ public protocol HypervisorBackend: AnyObject, Sendable {
     /// loop's resume after ENOSPC). Returns once the hypervisor has accepted it.
     func perform(_ action: VMAction, machine: String) async throws(MachineError)
 
+    /// What the VM is made of (devices, display, acceleration), for the engine's
+    /// configuration view and its hash. Asked on the agent's full pass, never on a request.
+    func describe(machine: String) async throws(MachineError) -> MachineDescription
+
     /// Lets go of every connection.
     func close() async
 }

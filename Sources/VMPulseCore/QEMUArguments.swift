@@ -10,6 +10,10 @@ public struct QEMUArguments: Sendable, Equatable {
     public var devices: [Device] = []
     /// The most vCPUs the VM can have, when `-smp` makes it plain (`-smp N` or `maxcpus=`).
     public var maxVCPUs: Int?
+    /// The boot order (`-boot order=cd`, `-boot cd`), as QEMU's letters.
+    public var bootOrder: String?
+    /// `-no-acpi` was given (QEMU before 9 had it; later ones take `-machine acpi=off`).
+    public var noACPI = false
     /// The VM's memory in bytes, when `-m` gives a fixed size (no `maxmem` or `slots`: no hotplug).
     public var fixedMemoryBytes: UInt64?
 
@@ -62,6 +66,12 @@ public struct QEMUArguments: Sendable, Equatable {
             case "-m":
                 if let value { fixedMemoryBytes = Self.fixedMemory(value) }
                 i += 2
+            case "-boot":
+                if let value { bootOrder = Self.impliedOrKey(value, implied: "order").flatMap { $0.isEmpty ? nil : $0 } }
+                i += 2
+            case "-no-acpi":
+                noACPI = true
+                i += 1
             default:
                 i += 1
             }

@@ -48,3 +48,44 @@ enum DecimalText {
         return (negative ? "-" : "") + String(whole) + "." + digits
     }
 }
+
+extension TypedValue {
+    /// The value as an unsigned integer, when it is a non-negative integer.
+    public var uint64: UInt64? {
+        switch self {
+        case .uint(let v): return v
+        case .int(let v): return v >= 0 ? UInt64(v) : nil
+        default: return nil
+        }
+    }
+
+    /// The value as a signed integer, when it is an integer that fits.
+    public var int64: Int64? {
+        switch self {
+        case .int(let v): return v
+        case .uint(let v): return v <= UInt64(Int64.max) ? Int64(v) : nil
+        default: return nil
+        }
+    }
+
+    /// The value as a number, when it is one.
+    public var number: Double? {
+        switch self {
+        case .int(let v): return Double(v)
+        case .uint(let v): return Double(v)
+        case .double(let v): return v
+        default: return nil
+        }
+    }
+
+    /// The value as JSON.
+    public var json: JSONValue {
+        switch self {
+        case .int(let v): return .int(v)
+        case .uint(let v): return .uint(v)
+        case .double(let v): return .double(v)
+        case .string(let v): return .string(v)
+        case .bool(let v): return .bool(v)
+        }
+    }
+}

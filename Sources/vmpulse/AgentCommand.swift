@@ -27,10 +27,12 @@ struct AgentCommand: AsyncParsableCommand {
         LogSetup.bootstrap(defaultLevel: .info)
         let logger = Logger(label: "vmpulse.agent")
         let settings: AgentConfig
+        let tokens: [String]
         do {
             settings = try AgentSettings.load(file: config, backend: backend, libvirtURI: libvirtURI, socketDir: socketDir, dataDir: dataDir,
                                               listen: listen, interval: interval)
             try settings.checkThinDisksOnHost()  // a device that is not there is a config error at start
+            tokens = try settings.api.loadTokens()
         } catch {
             Stderr.write("vmpulse agent: \(error)\n")
             throw ExitCode.failure
@@ -62,17 +64,27 @@ struct AgentCommand: AsyncParsableCommand {
         let store = SnapshotStore()
         let ledger = LedgerService(config: settings, logger: Logger(label: "vmpulse.ledger"))
         let sampler = SamplerService(backend: backend, config: settings, store: store, observations: ledger.sink, logger: logger)
-        let thin = ThinDiskMonitor(config: settings, backend: backend, logger: Logger(label: "vmpulse.thin"))
-        let api = APIServer.application(
-            host: host, port: port, store: store, ledger: ledger, sampler: sampler, thin: thin.status, logger: Logger(label: "vmpulse.api"),
-            limits: APILimits(idleTimeout: .milliseconds(Int64(settings.apiIdleTimeout * 1000)), maxConnections: settings.apiMaxConnections)
-        ) { bound in
+        // The backend's events have one reader, the hub; the thin disks and the status book
+        // each get every event, and both tell API subscribers through the bus.
+        let hub = MachineEventHub(backend: backend)
+        let bus = AgentEventBus()
+        let thin = ThinDiskMonitor(config: settings, backend: backend, events: hub.stream(), bus: bus, logger: Logger(label: "vmpulse.thin"))
+        let book = StatusBook(events: hub.stream(), store: store, bus: bus)
+        let limits = APILimits(
+            idleTimeout: .milliseconds(Int64(settings.apiIdleTimeout * 1000)), maxConnections: settings.apiMaxConnections,
+            maxBodyBytes: settings.api.maxBodyBytes, maxBatch: settings.api.maxBatch,
+            maxSubscribers: settings.api.maxSubscribers, subscriberBacklog: settings.api.subscriberBacklog)
+        let parts = APIParts(store: store, ledger: ledger, sampler: sampler, thin: thin.status, book: book, bus: bus)
+        let api = APIServer.application(host: host, port: port, parts: parts, logger: Logger(label: "vmpulse.api"),
+                                        limits: limits, access: APIAccess(tokens: tokens)) { bound in
             logger.info("vmpulse agent serving http://\(host):\(bound), VMs from \(settings.vmSource), ledger \(settings.ledgerPath)")
         }
+        let hashes = HashWatcher(methods: HostMethods(store: store, book: book, thin: thin.status), bus: bus, interval: settings.interval)
         // Shut down in reverse: the thin disks stop first (an extension in flight gets a
         // grace period) while the monitors are still open, then the sampler (closing the
-        // monitors), then the ledger writes what is pending, then the API stops.
-        let services: [any Service] = [api, ledger, sampler, thin]
+        // monitors, which ends the hub's stream), then the ledger writes what is pending,
+        // then the API stops.
+        let services: [any Service] = [api, hashes, ledger, hub, book, sampler, thin]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint],

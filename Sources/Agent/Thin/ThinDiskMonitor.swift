@@ -19,8 +19,14 @@ public final class ThinDiskMonitor: Service, Sendable {
     private let deviceCheckInterval: Duration
     public let status: ThinStatusStore
 
-    public init(config: AgentConfig, backend: any HypervisorBackend, logger: Logger, shutdownGrace: Duration = .seconds(10), deviceCheckInterval: Duration = .seconds(5)) {
-        let store = ThinStatusStore()
+    private let events: AsyncStream<MachineEvent>
+
+    /// - Parameter events: the backend's events (a stream of `MachineEventHub` when other
+    ///   services read them too); `bus`: where extensions are announced.
+    public init(config: AgentConfig, backend: any HypervisorBackend, events: AsyncStream<MachineEvent>? = nil, bus: AgentEventBus? = nil,
+                logger: Logger, shutdownGrace: Duration = .seconds(10), deviceCheckInterval: Duration = .seconds(5)) {
+        let store = ThinStatusStore(bus: bus)
+        self.events = events ?? backend.events
         self.status = store
         self.backend = backend
         self.logger = logger
@@ -78,7 +84,7 @@ public final class ThinDiskMonitor: Service, Sendable {
     /// is this loop's own table (`ThinBindings`), so bindings follow the events' order exactly.
     private func route() async {
         var table = ThinBindings(vms: disks.map(\.config.vm))
-        for await event in backend.events {
+        for await event in events {
             let connection = event.connection
             switch event.kind {
             case .connected(let name, let uuid, _):

@@ -1,3 +1,4 @@
+import Hypervisor
 import Synchronization
 import VMPulseCore
 
@@ -58,11 +59,25 @@ public struct ThinDiskStatus: Sendable, Equatable {
 /// The thin disks' statuses, written by their monitor, read by the API without waiting.
 public final class ThinStatusStore: Sendable {
     private let disks = Mutex<[String: ThinDiskStatus]>([:])
+    /// Where an extension is announced (the host API's subscribers), when set.
+    private let bus: AgentEventBus?
 
-    public init() {}
+    public init(bus: AgentEventBus? = nil) {
+        self.bus = bus
+    }
 
     func publish(_ status: ThinDiskStatus) {
-        disks.withLock { $0[status.label] = status }
+        let before = disks.withLock { table in
+            defer { table[status.label] = status }
+            return table[status.label]
+        }
+        if let bus, let before, status.extensions > before.extensions {
+            var data: [String: JSONValue] = ["disk": .string(status.label), "drive": .string(status.drive), "physical": .uint(status.physical),
+                                             "extensions": .int(Int64(status.extensions))]
+            if let ms = status.lastExtensionMs { data["duration_ms"] = .double(ms) }
+            bus.publish(AgentEvent(kind: .extended, vm: status.vmUUID ?? status.vm, name: status.vmName ?? status.vm, data: data,
+                                   time: MonotonicTime.wallNow()))
+        }
     }
 
     public func all() -> [ThinDiskStatus] {

@@ -461,7 +461,14 @@ public actor LibvirtBackend: HypervisorBackend {
         }
     }
 
-    private func domainCall<T: Sendable>(_ machine: String, _ what: String, atLeast: Duration = .zero,
+    public func describe(machine: String) async throws(MachineError) -> MachineDescription {
+        let xml = try await domainCall(machine, "virDomainGetXMLDesc") { conn, uuid throws(LibvirtError) in try conn.xmlDescription(uuid: uuid) }
+        var description = try LibvirtDescription.parse(xml: xml)
+        description.pid = uuid(of: machine).flatMap { domains[$0]?.instance?.pid }
+        return description
+    }
+
+    func domainCall<T: Sendable>(_ machine: String, _ what: String, atLeast: Duration = .zero,
                                          _ body: @escaping @Sendable (LibvirtConnection, String) throws(LibvirtError) -> T) async throws(MachineError) -> T {
         guard let uuid = uuid(of: machine) else { throw MachineError(.gone, "\(machine) is not a libvirt domain") }
         let conn: LibvirtConnection

@@ -187,6 +187,12 @@ public actor QMPBackend: HypervisorBackend {
         return try await machine.run(queries, timeout: options.timeout)
     }
 
+    /// One VM's process id and command line, as its monitor connection learned them.
+    func commandFacts(socketPath: String) async -> (pid: Int32?, arguments: QEMUArguments?)? {
+        guard let machine = monitors[socketPath] else { return nil }
+        return await machine.commandFacts
+    }
+
     /// Runs a command on one VM's monitor.
     func execute(socketPath: String, _ command: String, arguments: [String: JSONValue]? = nil) async throws(QMPError) -> JSONValue {
         guard let machine = monitors[socketPath] else { throw .noListener(path: socketPath) }

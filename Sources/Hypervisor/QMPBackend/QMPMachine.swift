@@ -282,6 +282,9 @@ actor QMPMachine {
         return try await client.execute(command, arguments: arguments, timeout: timeout)
     }
 
+    /// The process and its command line, for `describe`.
+    var commandFacts: (pid: Int32?, arguments: QEMUArguments?) { (pid, commandLine) }
+
     /// What QEMU's command line says needs no monitor command: the name and UUID
     /// (when both are given there) and the balloon's QOM path (when it has an id).
     private func learnFromCommandLine() {

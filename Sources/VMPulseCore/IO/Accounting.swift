@@ -28,6 +28,11 @@ public struct QEMUInstance: Hashable, Sendable {
         self.init(id: "\(pid)@\(startTicks)@\(bootID)", startedAt: startedAt)
     }
 
+    /// The process id (the first part of `id`).
+    public var pid: Int32? {
+        id.split(separator: "@", maxSplits: 1).first.flatMap { Int32($0) }
+    }
+
     /// The id older agents wrote for this process (`PID@TICKS`).
     var legacyID: String {
         let parts = id.split(separator: "@", omittingEmptySubsequences: false)
