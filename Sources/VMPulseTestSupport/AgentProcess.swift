@@ -14,15 +14,15 @@ public final class AgentProcess: @unchecked Sendable {
 
     /// An agent on the QMP backend, for the monitor sockets in `socketDirectory`.
     public convenience init(socketDirectory: String, dataDirectory: String, directory: String, interval: Double = 0.5,
-                            flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "") throws {
+                            flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "", listenHost: String = "127.0.0.1") throws {
         try self.init(backendYAML: "socket_dir: \(socketDirectory)", dataDirectory: dataDirectory, directory: directory,
-                      interval: interval, flushInterval: flushInterval, fullInterval: fullInterval, extraYAML: extraYAML)
+                      interval: interval, flushInterval: flushInterval, fullInterval: fullInterval, extraYAML: extraYAML, listenHost: listenHost)
     }
 
     /// Writes a configuration file (`backendYAML` says which backend, `extraYAML` is
     /// appended) and starts the agent.
     public init(backendYAML: String, dataDirectory: String, directory: String, interval: Double = 0.5,
-                flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "") throws {
+                flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "", listenHost: String = "127.0.0.1") throws {
         binary = Spawn.builtProduct("vmpulse")
         self.dataDirectory = dataDirectory
         port = Int.random(in: 20_000...60_000)
@@ -31,7 +31,7 @@ public final class AgentProcess: @unchecked Sendable {
         let yaml = """
             \(backendYAML)
             data_dir: \(dataDirectory)
-            listen: 127.0.0.1:\(port)
+            listen: \(listenHost):\(port)
             sampler:
               interval: \(interval)
               full_interval: \(fullInterval)
@@ -61,6 +61,27 @@ public final class AgentProcess: @unchecked Sendable {
     }
 
     public var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// One JSON-RPC call over `POST /rpc`; returns the whole reply object.
+    public func rpc(_ method: String, _ params: JSONValue? = nil, token: String? = nil) throws -> JSONValue {
+        var request: [String: JSONValue] = ["jsonrpc": "2.0", "id": 1, "method": .string(method)]
+        if let params { request["params"] = params }
+        let r = try post(Array(JSONText.serialize(.object(request)).utf8), token: token)
+        guard r.status == 200 else { throw TestBedError("POST /rpc \(method): HTTP \(r.status): \(r.body.prefix(500))") }
+        return try JSONParser.parse(Array(r.body.utf8))
+    }
+
+    /// The result of a call that must succeed.
+    public func result(_ method: String, _ params: JSONValue? = nil, token: String? = nil) throws -> JSONValue {
+        let reply = try rpc(method, params, token: token)
+        guard let result = reply["result"] else { throw TestBedError("\(method) failed: \(JSONText.serialize(reply))") }
+        return result
+    }
+
+    /// `POST /rpc` with this body.
+    public func post(_ body: [UInt8], token: String? = nil) throws -> HTTPGet.Response {
+        try HTTPGet.fetch(port: port, path: "/rpc", method: "POST", body: body, headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:])
+    }
 
     public func health() throws -> (status: Int, body: JSONValue) {
         let r = try HTTPGet.fetch(port: port, path: "/v1/health")
@@ -112,7 +133,8 @@ public enum HTTPGet {
         public var body: String
     }
 
-    public static func fetch(port: Int, path: String) throws -> Response {
+    public static func fetch(port: Int, path: String, method: String = "GET", body: [UInt8]? = nil,
+                             headers extra: [String: String] = [:]) throws -> Response {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestBedError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -124,8 +146,16 @@ public enum HTTPGet {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard rc == 0 else { throw TestBedError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
-        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        for (name, value) in extra { request += "\(name): \(value)\r\n" }
+        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        let bytes = Array((request + "\r\n").utf8) + (body ?? [])
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }  // the agent closed early (a body over its limit): read what it said
+            sent += n
+        }
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {

@@ -46,7 +46,13 @@ enum AgentClient {
     }
 
     /// GETs `path`; connecting and the whole answer are bounded by `timeout` together.
-    static func get(host: String, port: Int, path: String, timeout: Double) async throws(Failure) -> Response {
+    static func get(host: String, port: Int, path: String, timeout: Double, token: String? = nil) async throws(Failure) -> Response {
+        try await request(.GET, host: host, port: port, path: path, body: nil, timeout: timeout, token: token)
+    }
+
+    /// Sends one request (`body` as JSON, when given) with the bearer `token`, when given.
+    static func request(_ method: HTTPMethod, host: String, port: Int, path: String, body: String?, timeout: Double,
+                        token: String?) async throws(Failure) -> Response {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
         let promise = loop.makePromise(of: Response.self)
@@ -65,11 +71,17 @@ enum AgentClient {
             promise.fail(error)
             throw .unreachable("\(error)")
         }
-        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         head.headers.add(name: "Host", value: "\(host):\(port)")
         head.headers.add(name: "Connection", value: "close")
         head.headers.add(name: "Accept", value: "application/json, text/plain")
+        if let token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            head.headers.add(name: "Content-Type", value: "application/json")
+            head.headers.add(name: "Content-Length", value: String(body.utf8.count))
+        }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: body))), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         let timer = loop.scheduleTask(deadline: deadline) {
             promise.fail(Failure.timedOut(seconds: timeout))

@@ -130,9 +130,10 @@ extension StatsCommand {
         for g in GroupSelection.names(fromList: groups) { query += "&group=" + percentEncoded(g) }
         for vm in vms { query += "&vm=" + percentEncoded(vm) }
         if enforce { query += "&enforce=1" }
+        let token = try settings.api.loadTokens().first
         let answer: AgentClient.Response
         do {
-            answer = try await AgentClient.get(host: host, port: port, path: query, timeout: max(timeout, 1))
+            answer = try await AgentClient.get(host: host, port: port, path: query, timeout: max(timeout, 1), token: token)
         } catch {
             if case .unreachable = error {
                 // Nothing listens: the usual case on a host without an agent.

@@ -1,3 +1,4 @@
+import Foundation
 import Agent
 import Testing
 
@@ -35,8 +36,11 @@ import Testing
               period: 900
               flush_interval: 5
               sample_retention: 3600
+            api:
+              token_file: /srv/tokens
             """)
         var expected = AgentConfig()
+        expected.api.tokenFile = "/srv/tokens"
         expected.backend = .libvirt
         expected.libvirtURI = "qemu+ssh://host/system"
         expected.socketDirectory = "/srv/qmp"
@@ -94,6 +98,15 @@ import Testing
         ("api:\n  max_connections: 9223372036854775807", "api.max_connections", "between 1 and 65536"),
         ("api:\n  max_connections: 2.5", "api.max_connections", "expected an integer"),
         ("api:\n  timeout: 3", "api.timeout", "unknown key"),
+        ("api:\n  max_body_bytes: 100", "api.max_body_bytes", "between 1024 and 67108864"),
+        ("api:\n  max_batch: 0", "api.max_batch", "between 1 and 100000"),
+        ("api:\n  max_batch: -9223372036854775808", "api.max_batch", "between 1 and 100000"),
+        ("api:\n  max_subscribers: 5000", "api.max_subscribers", "between 0 and 4096"),
+        ("api:\n  subscriber_backlog: 0", "api.subscriber_backlog", "between 1 and 1000000"),
+        ("api:\n  token_file: [a]", "api.token_file", "expected text"),
+        ("listen: 0.0.0.0:9790", "listen", "set api.token_file"),
+        ("listen: 192.168.1.5:9790", "listen", "not a loopback address"),
+        ("listen: '[::]:9790'", "listen", "not a loopback address"),
     ])
     func badFilesNameTheKey(yaml: String, key: String, message: String) {
         do {
@@ -109,6 +122,50 @@ import Testing
         #expect(AgentConfig().apiIdleTimeout == 30 && AgentConfig().apiMaxConnections == 256)
         let c = try AgentConfig.parse(yaml: "api:\n  idle_timeout: 2.5\n  max_connections: 16\n")
         #expect(c.apiIdleTimeout == 2.5 && c.apiMaxConnections == 16)
+        let d = AgentConfig().api
+        #expect(d.tokenFile == nil && d.maxBodyBytes == 1 << 20 && d.maxBatch == 1000 && d.maxSubscribers == 16 && d.subscriberBacklog == 1024)
+        let e = try AgentConfig.parse(yaml: """
+            listen: 0.0.0.0:9790
+            api:
+              token_file: /etc/vmpulse/tokens
+              max_body_bytes: 4096
+              max_batch: 10
+              max_subscribers: 2
+              subscriber_backlog: 8
+            """).api
+        #expect(e.tokenFile == "/etc/vmpulse/tokens" && e.maxBodyBytes == 4096 && e.maxBatch == 10 && e.maxSubscribers == 2 && e.subscriberBacklog == 8)
+    }
+
+    @Test func loopbackListenersNeedNoToken() throws {
+        for host in ["127.0.0.1", "127.1.2.3", "localhost", "[::1]"] {
+            #expect(APISettings.isLoopback(host), "\(host)")
+            #expect(throws: Never.self) { try AgentConfig.parse(yaml: "listen: '\(host):9790'") }
+        }
+        for host in ["0.0.0.0", "10.0.0.1", "127.0.0.256", "127.0.0", "[::]", "example.org", "128.0.0.1"] {
+            #expect(!APISettings.isLoopback(host), "\(host)")
+        }
+    }
+
+    @Test func tokenFilesAreCheckedBeforeTheAPIOpens() throws {
+        let dir = NSTemporaryDirectory() + "vmpulse-tokens-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func tokens(_ text: String?) throws(ConfigError) -> [String] {
+            var s = APISettings()
+            s.tokenFile = dir + "/tokens"
+            if let text { try? text.write(toFile: dir + "/tokens", atomically: true, encoding: .utf8) } else { unlink(dir + "/tokens") }
+            return try s.loadTokens()
+        }
+        #expect(try tokens("# engine\n  0123456789abcdef0123  \n\nsecond-token-for-rotation\n") == ["0123456789abcdef0123", "second-token-for-rotation"])
+        for (text, message) in [(nil, "cannot read"), ("# only a comment\n\n", "holds no token"), ("short\n", "shorter than 16")] as [(String?, String)] {
+            do {
+                _ = try tokens(text)
+                Issue.record("accepted \(text ?? "no file")")
+            } catch {
+                #expect(error.key == "api.token_file" && error.message.contains(message), "\(error)")
+            }
+        }
+        #expect(try APISettings().loadTokens() == [])
     }
 
     @Test func brokenYAMLIsAnError() {

@@ -103,7 +103,8 @@ struct VMView {
         if let v = param("balloon.maximum") { balloon["balloon_max"] = v.json }
         if !balloon.isEmpty { o["balloonInfo"] = .object(balloon) }
         var memory: [String: JSONValue] = [:]
-        for p in vm.full where p.key.hasPrefix("balloon.") && !["balloon.current", "balloon.maximum"].contains(p.key) {
+        // What the guest reports through its balloon driver; `rss` is the host's, and stays out.
+        for p in vm.full where p.key.hasPrefix("balloon.") && !["balloon.current", "balloon.maximum", "balloon.rss"].contains(p.key) {
             memory[String(p.key.dropFirst("balloon.".count))] = p.value.json
         }
         if !memory.isEmpty { o["memoryStats"] = .object(memory) }

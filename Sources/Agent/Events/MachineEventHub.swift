@@ -22,10 +22,16 @@ public final class MachineEventHub: Service, Sendable {
     }
 
     public func run() async throws {
-        // The backend's stream ends when the backend closes (the sampler closes it on shutdown).
-        for await event in source {
-            for consumer in consumers.withLock({ $0 }) { consumer.yield(event) }
+        // The backend's stream ends when the backend closes (the sampler closes it on
+        // shutdown); a graceful shutdown ends the hub too, whichever comes first.
+        await cancelWhenGracefulShutdown { [self] in
+            for await event in source {
+                for consumer in consumers.withLock({ $0 }) { consumer.yield(event) }
+            }
         }
         for consumer in consumers.withLock({ $0 }) { consumer.finish() }
+        // Ended by the backend first: return only when the group shuts down (a service
+        // that returns before it is told to counts, for ServiceGroup, as having failed).
+        try? await gracefulShutdown()
     }
 }

@@ -486,5 +486,6 @@ public actor LibvirtBackend: HypervisorBackend {
         eventsTask = nil
         connection?.close()
         connection = nil
+        sink.finish()  // the events end with the backend (see `events`)
     }
 }

@@ -242,5 +242,6 @@ public actor QMPBackend: HypervisorBackend {
     public func close() async {
         for machine in monitors.values { await machine.close() }
         monitors.removeAll()
+        eventSink.finish()  // the events end with the backend (see `events`)
     }
 }
