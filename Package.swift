@@ -171,6 +171,7 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport", "Store", "Hypervisor", .product(name: "GRDB", package: "GRDB.swift"),
                                                   .product(name: "HTTPTypes", package: "swift-http-types")]),
         // Depends on the executable so that `swift build --build-tests` builds the `vmpulse` the tests run.
-        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "VMPulseTestSupport", "vmpulse", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "VMPulseTestSupport", "vmpulse", .product(name: "GRDB", package: "GRDB.swift"),
+                                                     .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")]),
     ]
 )

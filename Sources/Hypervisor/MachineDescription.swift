@@ -12,8 +12,9 @@ public struct MachineDescription: Sendable, Equatable {
     public var acpi: Bool?
     /// The display (VNC or SPICE), when the VM has one.
     public var display: Display?
-    /// Addresses of the clients connected to the display.
-    public var displayClients: [String] = []
+    /// Addresses of the clients connected to the display; nil when the backend cannot
+    /// tell (libvirt lists them only to a monitor command, which would taint the domain).
+    public var displayClients: [String]?
     /// The image in the first CD-ROM drive, when one is inserted.
     public var cdrom: String?
     /// The boot order (`-boot order=`, libvirt's `<boot dev=>`): QEMU's letters, c (disk),
@@ -41,7 +42,7 @@ public struct MachineDescription: Sendable, Equatable {
         }
     }
 
-    public init(pid: Int32? = nil, kvm: Bool? = nil, acpi: Bool? = nil, display: Display? = nil, displayClients: [String] = [],
+    public init(pid: Int32? = nil, kvm: Bool? = nil, acpi: Bool? = nil, display: Display? = nil, displayClients: [String]? = nil,
                 cdrom: String? = nil, boot: String? = nil, devices: [String] = []) {
         self.pid = pid
         self.kvm = kvm

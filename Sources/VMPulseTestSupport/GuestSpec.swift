@@ -18,6 +18,12 @@ public struct GuestSpec: Sendable {
     public var tap: String?
     /// The workload the guest runs at boot (`wl=` on the kernel command line; see testbed/guest-init.sh).
     public var workload: String?
+    /// A VNC display on 127.0.0.1 (port 5900 + the number); nil: none.
+    public var vncDisplay: Int?
+    /// The boot order in QEMU's letters (`cd`: disk, then CD-ROM); nil: QEMU's default.
+    public var bootOrder: String?
+    /// An image in a CD-ROM drive (SATA, read-only); nil: no CD-ROM.
+    public var cdrom: String?
     /// Extra QEMU arguments.
     public var extraArguments: [String] = []
 

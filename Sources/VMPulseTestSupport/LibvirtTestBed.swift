@@ -101,7 +101,15 @@ enum LibvirtDomainXML {
             devices.append(try disk(path: thinDevice, format: "qcow2", options: "cache=none,werror=enospc,rerror=report", index: guest.disks.count))
         }
         devices.append("<controller type='usb' model='none'/>")
+        if let image = spec.cdrom {
+            devices.append("<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='\(escape(image))'/><target dev='sda' bus='sata'/><readonly/></disk>")
+        }
+        if let display = spec.vncDisplay {
+            devices.append("<graphics type='vnc' port='\(5900 + display)' autoport='no' listen='127.0.0.1'/>")
+        }
         var os = "<type arch='x86_64' machine='q35'>hvm</type>"
+        let bootDevices = ["c": "hd", "d": "cdrom", "n": "network", "a": "fd"]
+        for letter in spec.bootOrder ?? "" { if let dev = bootDevices[String(letter)] { os += "<boot dev='\(dev)'/>" } }
         if !spec.paused {
             var append = "console=ttyS0 quiet panic=-1"
             if let workload = spec.workload { append += " wl=\(workload)" }

@@ -35,6 +35,11 @@ enum QEMUCommandLine {
         if let tap = spec.tap {
             args += ["-netdev", "tap,id=net0,ifname=\(tap),script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,id=nic0,romfile="]
         }
+        if let display = spec.vncDisplay { args += ["-vnc", "127.0.0.1:\(display)"] }
+        if let order = spec.bootOrder { args += ["-boot", "order=\(order)"] }
+        if let image = spec.cdrom {
+            args += ["-drive", "file=\(image),if=none,id=cd0,media=cdrom,readonly=on,format=raw", "-device", "ide-cd,drive=cd0,bus=ide.0,id=cdrom0"]
+        }
         return args + spec.extraArguments
     }
 }

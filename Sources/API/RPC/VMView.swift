@@ -56,7 +56,8 @@ struct VMView {
             "monitorResponse": .int(vm.responsive ? MonitorResponse.responsive : MonitorResponse.unresponsive),
             "pauseCode": .string(pauseCode.rawValue),
         ]
-        if let d = vm.description { o["clientIp"] = .string(d.displayClients.first ?? "") }
+        // "" when the backend can tell that no client is connected; absent when it cannot.
+        if let clients = vm.description?.displayClients { o["clientIp"] = .string(clients.first ?? "") }
         return o
     }
 

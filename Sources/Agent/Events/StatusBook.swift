@@ -35,6 +35,9 @@ public final class StatusBook: Service, Sendable {
         await cancelWhenGracefulShutdown { [self] in
             for await event in events { handle(event) }
         }
+        // The events end with the backend, which the sampler closes on shutdown, maybe
+        // before the group tells this service: wait to be told (see MachineEventHub.run).
+        try? await gracefulShutdown()
     }
 
     func handle(_ event: MachineEvent) {
