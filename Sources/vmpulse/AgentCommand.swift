@@ -79,7 +79,8 @@ struct AgentCommand: AsyncParsableCommand {
                                         limits: limits, access: APIAccess(tokens: tokens)) { bound in
             logger.info("vmpulse agent serving http://\(host):\(bound), VMs from \(settings.vmSource), ledger \(settings.ledgerPath)")
         }
-        let hashes = HashWatcher(methods: HostMethods(store: store, book: book, thin: thin.status), bus: bus, interval: settings.interval)
+        let hashes = HashWatcher(methods: HostMethods(store: store, book: book, thin: thin.status), bus: bus, interval: settings.interval,
+                                  fullInterval: settings.fullInterval)
         // Shut down in reverse: the thin disks stop first (an extension in flight gets a
         // grace period) while the monitors are still open, then the sampler (closing the
         // monitors, which ends the hub's stream), then the ledger writes what is pending,

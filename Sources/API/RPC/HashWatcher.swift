@@ -4,27 +4,44 @@ import ServiceLifecycle
 import VMPulseCore
 
 /// Announces a `hash` event when one of a VM's hashes changes, so that a subscribed engine
-/// need not poll `Host.getAllVmRuntimeStats` to learn it. Looks once per sampling interval,
-/// and only while someone subscribes (the hashes are otherwise computed on request).
+/// need not poll `Host.getAllVmRuntimeStats` to learn it. Looks once per sampling interval
+/// while someone subscribes; without subscribers it only keeps its baseline, once per
+/// full interval (what the hashes cover changes on full passes and events), so that a
+/// change just before a subscription is still announced to it.
 public struct HashWatcher: Service {
     let methods: HostMethods
     let bus: AgentEventBus
     let interval: Double
+    let fullInterval: Double
 
-    public init(methods: HostMethods, bus: AgentEventBus, interval: Double) {
+    public init(methods: HostMethods, bus: AgentEventBus, interval: Double, fullInterval: Double) {
         self.methods = methods
         self.bus = bus
         self.interval = interval
+        self.fullInterval = max(interval, fullInterval)
     }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var previous: [String: [String: JSONValue]] = [:]
+            var baselineAge = Double.infinity
             while !Task.isCancelled {
-                previous = bus.subscriberCount == 0 ? [:] : announce(since: previous)
+                if bus.subscriberCount > 0 {
+                    previous = announce(since: previous)
+                    baselineAge = 0
+                } else if baselineAge >= fullInterval {
+                    previous = hashes()
+                    baselineAge = 0
+                }
                 try? await Task.sleep(for: .seconds(interval))
+                baselineAge += interval
             }
         }
+    }
+
+    /// Every VM's hashes now, by machine.
+    func hashes() -> [String: [String: JSONValue]] {
+        Dictionary(methods.store.current().map { ($0.machine, methods.view($0).hashes) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Publishes the changes since `previous` (machine → hashes), returning the hashes now.
@@ -34,7 +51,9 @@ public struct HashWatcher: Service {
         for vm in methods.store.current() {
             let hashes = methods.view(vm).hashes
             now[vm.machine] = hashes
-            guard let before = previous[vm.machine], before != hashes else { continue }
+            // A VM the baseline lacks (new since the last look) has all its hashes changed.
+            let before = previous[vm.machine] ?? [:]
+            guard before != hashes else { continue }
             let changed = hashes.keys.filter { before[$0] != hashes[$0] }.sorted()
             bus.publish(AgentEvent(kind: .hash, vm: vm.uuid, name: vm.name,
                                    data: ["changed": .array(changed.map { .string($0) }), "hashes": .object(hashes)], time: wall))
