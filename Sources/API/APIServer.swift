@@ -77,7 +77,8 @@ public enum APIServer {
         let sockets = RPCSocket.Count()
         let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
             http1: .init(additionalChannelHandlers: [ConnectionLimitHandler(table: table, requestTimeout: timeout)], idleTimeout: timeout),
-            ws: .init(maxFrameSize: max(1 << 14, limits.maxBodyBytes)))
+            // A client that does not answer a close frame holds its place for 2 s, not WSCore's 15.
+            ws: .init(maxFrameSize: max(1 << 14, limits.maxBodyBytes), closeTimeout: .seconds(2)))
         let server = HTTPServerBuilder { responder in
             AdmittedChannel(table: table, timeout: timeout, base: HTTP1WebSocketUpgradeChannel(
                 responder: responder, configuration: configuration

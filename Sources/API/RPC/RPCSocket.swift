@@ -1,6 +1,7 @@
 import Agent
 import HummingbirdWebSocket
 import Logging
+import ServiceLifecycle
 import NIOCore
 import Synchronization
 import VMPulseCore
@@ -26,7 +27,6 @@ struct RPCSocket: Sendable {
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, count: Count) async {
         defer { count.open.subtract(1, ordering: .relaxed) }
         let (queue, queued) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(max(1, limits.subscriberBacklog)))
-        let subscription = Mutex<AgentEventBus.Subscription?>(nil)
         let send: @Sendable (JSONValue) -> Void = { message in
             if case .dropped = queued.yield(JSONText.serialize(message)) {
                 logger.notice("closing a WebSocket client that does not read (\(limits.subscriberBacklog) messages queued)")
@@ -34,6 +34,18 @@ struct RPCSocket: Sendable {
                 channel.close(promise: nil)
             }
         }
+        // On the agent's shutdown WSCore sends the client a close frame; a client that does
+        // not read never gets it, so the connection is closed 2 s later whatever happens.
+        await withGracefulShutdownHandler {
+            await answer(inbound: inbound, outbound: outbound, channel: channel, queue: queue, queued: queued, send: send)
+        } onGracefulShutdown: {
+            channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        }
+    }
+
+    private func answer(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel,
+                        queue: AsyncStream<String>, queued: AsyncStream<String>.Continuation, send: @escaping @Sendable (JSONValue) -> Void) async {
+        let subscription = Mutex<AgentEventBus.Subscription?>(nil)
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await text in queue {
