@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: boots three test guests that read and write their disks, shows
 # `vmpulse stats` for them, runs the agent for a few seconds (with a fourth guest
-# on a thin disk that the agent extends as the guest writes), exports its ledger,
+# on a thin disk that the agent extends as the guest writes), calls each verb of
+# its host API (`vmpulse rpc`), exports its ledger,
 # shows a stuck VM reported as unresponsive, then stops the guests.
 #   DEMO_ROUNDS=N   how many times to print the stats (default 3)
 set -euo pipefail
@@ -56,6 +57,15 @@ echo "== vmpulse stats --group io demo-1   (from the agent's snapshot: counters 
 "$bin/vmpulse" stats --agent 127.0.0.1:9790 --group io demo-1
 echo "== vmpulse stats --group thin demo-thin-1   (the device grew on QEMU's write-threshold events)"
 "$bin/vmpulse" stats --agent 127.0.0.1:9790 --group thin demo-thin-1
+echo "== the host API for engines (JSON-RPC at /rpc): one call of each verb with vmpulse rpc"
+rpc() { echo "-- vmpulse rpc $*"; "$bin/vmpulse" rpc --agent 127.0.0.1:9790 "$@"; }
+rpc Host.getAllVmRuntimeStats
+rpc VM.getStatus '{"vmIDs": ["demo-1", "demo-thin-1"]}'
+rpc VM.getConfInfo '{"vmIDs": ["demo-1"]}'
+rpc VM.getGuestDetails '{"vmIDs": ["demo-1"]}'
+rpc Host.getAllVmDeviceStats | head -60; echo "   ... (cut)"
+rpc Host.getAllDomainStats '{"groups": ["state", "balloon"], "vmIDs": ["demo-2"]}'
+rpc rpc.discover | grep -E '^      "name": "[A-Za-z.]+",?$' | sed -E 's/^ *"name": "([^"]+)",?$/   method \1/'
 echo "== the agent's log of those extensions"
 grep 'thin disk' "$state/agent.log" | sed 's/^.*thin disk/thin disk/' | head -20
 echo "== stopping the agent (SIGTERM: it writes the ledger first)"

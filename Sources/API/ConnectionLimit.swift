@@ -141,6 +141,16 @@ final class ConnectionAdmissionHandler: ChannelInboundHandler, RemovableChannelH
         context.fireChannelInactive()
     }
 
+    /// The server stops: a connection that has not sent a request yet has nothing to
+    /// finish (the HTTP handlers above, which close idle connections, are not there yet).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, table.waiting(context.channel) {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     private func admit(_ context: ChannelHandlerContext) {
         guard !admitted else { return }
         admitted = true

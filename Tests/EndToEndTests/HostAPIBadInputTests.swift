@@ -63,6 +63,15 @@ import VMPulseTestSupport
         #expect(try agent.health().status == 200)
         // rpc.discover answers under the limit.
         #expect(try agent.result("rpc.discover")["methods"]?.arrayValue?.count == 8)
+        // vmpulse rpc: bad parameters are refused before anything is sent; an error answer is exit 1.
+        let vmpulse = Spawn.builtProduct("vmpulse")
+        let address = "127.0.0.1:\(agent.port)"
+        let notJSON = try Spawn.capture(vmpulse, ["rpc", "--agent", address, "VM.getStatus", #"{"vmIDs": "#])
+        #expect(notJSON.status == 1 && notJSON.stderr.contains("not JSON"), "\(notJSON.stderr)")
+        let wrongType = try Spawn.capture(vmpulse, ["rpc", "--agent", address, "VM.getStatus", #"{"vmIDs": 3}"#])
+        #expect(wrongType.status == 1 && wrongType.stderr.contains("-32602"), "\(wrongType.stderr)")
+        let ok = try Spawn.capture(vmpulse, ["rpc", "--agent", address, "Host.getAllVmRuntimeStats"])
+        #expect(ok.status == 0 && ok.stdout == "{}\n", "no VMs: an empty object, \(ok.stdout) \(ok.stderr)")
         #expect(try await agent.stop() == 0)
     }
 
