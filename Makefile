@@ -1,7 +1,7 @@
 # vmpulse: the two commands a new user needs are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: setup build test fuzz demo bench bench-agent bench-thin clean
+.PHONY: setup build test fuzz demo bench bench-agent bench-thin bench-rpc clean
 
 ## setup: install QEMU and friends if missing, build the test guest
 setup:
@@ -44,6 +44,11 @@ bench-agent: setup
 bench-thin: setup
 	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/ThinBenchmark
+
+## bench-rpc: an engine's poll (Host.getAllVmRuntimeStats) beside vmpulse stats --json, on 100 paused guests
+bench-rpc: setup
+	$(SWIFT) build -c release --static-swift-stdlib
+	.build/release/RPCBenchmark --paused $${PAUSED:-100}
 
 clean:
 	rm -rf .build .testbed

@@ -145,6 +145,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "RPCBenchmark",
+            dependencies: [
+                "VMPulseTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/RPCBenchmark",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "ThinBenchmark",
             dependencies: [
                 "VMPulseTestSupport", "QMP", "VMPulseCore",
