@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the vmpulse test guest: Debian's cloud kernel and a busybox initramfs.
+# Builds the vmpulse test guest: Debian's cloud kernel and a busybox initramfs,
+# with Debian's qemu-guest-agent and the libraries it links (taken from the host,
+# where QEMU's own packages installed them).
 # Everything comes from Debian's packages (apt-get download + dpkg -x: nothing
 # is installed on the host, no maintainer scripts run); nothing is fetched when
 # the guest runs. Output: $OUT/vmlinuz and $OUT/initrd.img.
@@ -41,13 +43,29 @@ install -m 0755 "$here/guest-init.sh" "$root/init"
 install -m 0755 "$here/guest-shell.sh" "$root/bin/guest-shell"
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
          virtio_blk virtio_balloon failover net_failover virtio_net \
-         scsi_common scsi_mod sd_mod virtio_scsi; do
+         scsi_common scsi_mod sd_mod virtio_scsi virtio_console; do
   f=$(find "$work/k/lib/modules/$kver" -name "$m.ko" | head -n 1)
   if [ -z "$f" ]; then
     echo "build-guest: module $m.ko is not in $kpkg" >&2
     exit 1
   fi
   cp "$f" "$root/modules/"
+done
+# The guest agent (qemu-ga, on a virtio-serial port, see guest-init.sh) and every
+# library it links, as the host's loader resolves them.
+(cd "$work" && apt-get download qemu-guest-agent >/dev/null 2>&1) || {
+  echo "build-guest: 'apt-get download qemu-guest-agent' failed; run 'apt-get update' and retry" >&2
+  exit 1
+}
+dpkg -x "$work"/qemu-guest-agent_*.deb "$work/qga"
+install -m 0755 "$work/qga/usr/sbin/qemu-ga" "$root/bin/qemu-ga"
+if ldd "$root/bin/qemu-ga" | grep -q 'not found'; then
+  echo "build-guest: qemu-ga needs libraries this host lacks: $(ldd "$root/bin/qemu-ga" | grep 'not found' | tr '\n' ' ')" >&2
+  exit 1
+fi
+for lib in $(ldd "$root/bin/qemu-ga" | grep -o '/[^ ]*'); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
 done
 # /dev/console must exist before devtmpfs is mounted, or the kernel's early
 # messages and /init's stdio have nowhere to go.

@@ -13,7 +13,7 @@ mount -t devtmpfs devtmpfs /dev
 # so they are loaded by hand, in dependency order (virtio_ring first).
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
          virtio_blk virtio_balloon failover net_failover virtio_net \
-         scsi_common scsi_mod sd_mod virtio_scsi; do
+         scsi_common scsi_mod sd_mod virtio_scsi virtio_console; do
   insmod "/modules/$m.ko" 2>/dev/null
 done
 
@@ -30,6 +30,15 @@ if [ -e /dev/ttyS1 ]; then
   stty -F /dev/ttyS1 raw -echo 2>/dev/null
   /bin/guest-shell </dev/ttyS1 >/dev/ttyS1 2>&1 &
 fi
+
+# The guest agent, when the host gave the VM its port (org.qemu.guest_agent.0).
+for port in /sys/class/virtio-ports/*; do
+  [ -e "$port/name" ] || continue
+  if [ "$(cat "$port/name")" = org.qemu.guest_agent.0 ]; then
+    mkdir -p /var/run
+    /bin/qemu-ga -m virtio-serial -p "/dev/$(basename "$port")" -t /tmp -f /tmp/qemu-ga.pid -l /tmp/qemu-ga.log &
+  fi
+done
 
 echo "VMPULSE-READY $(ls /sys/block | tr '\n' ' ')" >/dev/ttyS0
 

@@ -48,6 +48,7 @@ public final class SamplerService: Service, Sendable {
         let running = passes.withLock { p in defer { p = [:] }; return p }
         for task in running.values { task.cancel() }
         for task in running.values { await task.value }
+        for sampler in samplers.withLock({ Array($0.values) }) { await sampler.stop() }
         await backend.close()
         observations.finish()
         logger.info("sampler stopped")

@@ -25,10 +25,13 @@ public struct VMSnapshot: Sendable {
     public var cpu: CPUUsage?
     /// When the QEMU process started (Unix seconds).
     public var startedAt: Double?
+    /// What the guest agent last said; nil without one, or when it did not answer.
+    public var guest: GuestInfo?
 
     public init(machine: String, name: String, uuid: String, full: [StatsParam], disks: [DiskIOReading] = [],
                 windows: [String: IOWindows] = [:], responsive: Bool, errors: [String], lastAnswer: Double?,
-                description: MachineDescription? = nil, cpu: CPUUsage? = nil, startedAt: Double? = nil) {
+                description: MachineDescription? = nil, cpu: CPUUsage? = nil, startedAt: Double? = nil, guest: GuestInfo? = nil) {
+        self.guest = guest
         self.description = description
         self.cpu = cpu
         self.startedAt = startedAt

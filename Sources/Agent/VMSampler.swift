@@ -30,6 +30,9 @@ actor VMSampler {
     private var cpuSample: (time: Double, total: UInt64, vcpus: UInt64)?
     private var cpu: CPUUsage?
     private var startedAt: Double?
+    /// The guest agent's last answer, and the reading in flight (one at a time, off the passes).
+    private var guest: GuestInfo?
+    private var guestReading: Task<Void, Never>?
 
     /// Every group but `io`, which the I/O pass builds.
     static let fullGroups: [StatsGroup] = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .iothread]
@@ -80,6 +83,7 @@ actor VMSampler {
                     if error.kind == .gone { description = nil }
                 }
             }
+            readGuest()
             if let sample = CPUUsage.sample(record.params) {
                 if let last = cpuSample { cpu = CPUUsage.between((last.total, last.vcpus), sample, interval: reading.time - last.time) }
                 cpuSample = (reading.time, sample.total, sample.vcpus)
@@ -90,8 +94,30 @@ actor VMSampler {
             machine: machine, name: full?.name ?? reading.name,
             uuid: (full?.uuid).flatMap { $0.isEmpty ? nil : $0 } ?? reading.uuid,
             full: full?.params ?? [], disks: reading.disks, windows: windows, responsive: reading.isResponsive,
-            errors: errors + (full?.errors ?? []), lastAnswer: lastAnswer, description: description, cpu: cpu, startedAt: startedAt))
+            errors: errors + (full?.errors ?? []), lastAnswer: lastAnswer, description: description, cpu: cpu, startedAt: startedAt,
+            guest: guest))
         return true
+    }
+
+    /// Asks the guest agent in a task of its own (a silent agent takes a timeout per
+    /// command), unless the last reading is still running; its answer shows from the next
+    /// pass on, and no answer means no guest data.
+    private func readGuest() {
+        guard guestReading == nil else { return }
+        guestReading = Task { [backend, machine] in
+            let info = await backend.guestInfo(machine: machine)
+            await self.guestRead(info)
+        }
+    }
+
+    private func guestRead(_ info: GuestInfo?) {
+        guest = info
+        guestReading = nil
+    }
+
+    /// Stops a guest-agent reading in flight (the sampler service stops).
+    func stop() {
+        guestReading?.cancel()
     }
 
     /// Keeps the windows and hands the readings to accounting under `key` (none without one).

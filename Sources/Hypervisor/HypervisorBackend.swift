@@ -55,6 +55,11 @@ public protocol HypervisorBackend: AnyObject, Sendable {
     /// configuration view and its hash. Asked on the agent's full pass, never on a request.
     func describe(machine: String) async throws(MachineError) -> MachineDescription
 
+    /// What the guest reports through its guest agent; nil when it has none, or it does
+    /// not answer within the backend's timeout. Asked off every pass (the sampler runs it
+    /// in a task of its own), so a silent agent never delays the VM's sampling.
+    func guestInfo(machine: String) async -> GuestInfo?
+
     /// Lets go of every connection.
     func close() async
 }

@@ -33,6 +33,10 @@ public final class Guest: Sendable {
     }
 
     public var name: String { spec.name }
+    /// The host side of the guest-agent port (`NAME.qga` beside `NAME.sock`), with `GuestSpec.guestAgent`.
+    public var agentSocket: String {
+        (socketPath.hasSuffix(".sock") ? String(socketPath.dropLast(5)) : socketPath) + ".qga"
+    }
     public var uuid: String { spec.uuid }
     public var pid: Int32 { pidBox.value }
 

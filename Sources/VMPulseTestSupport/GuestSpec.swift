@@ -24,6 +24,11 @@ public struct GuestSpec: Sendable {
     public var bootOrder: String?
     /// An image in a CD-ROM drive (SATA, read-only); nil: no CD-ROM.
     public var cdrom: String?
+    /// A guest-agent port (virtio-serial `org.qemu.guest_agent.0`) whose host side is
+    /// `Guest.agentSocket`, beside the monitor; the test guest runs qemu-ga on it.
+    public var guestAgent = false
+    /// A virtio NIC on QEMU's user-mode network (no host set-up; the guest gives it an address).
+    public var userNetwork = false
     /// Extra QEMU arguments.
     public var extraArguments: [String] = []
 

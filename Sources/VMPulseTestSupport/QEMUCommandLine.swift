@@ -35,6 +35,13 @@ enum QEMUCommandLine {
         if let tap = spec.tap {
             args += ["-netdev", "tap,id=net0,ifname=\(tap),script=no,downscript=no", "-device", "virtio-net-pci,netdev=net0,id=nic0,romfile="]
         }
+        if spec.guestAgent {
+            args += ["-chardev", "socket,id=qga0,path=\(guest.agentSocket),server=on,wait=off",
+                     "-device", "virtio-serial-pci,id=vser0", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"]
+        }
+        if spec.userNetwork {
+            args += ["-netdev", "user,id=unet0,restrict=on", "-device", "virtio-net-pci,netdev=unet0,id=nic1,romfile="]
+        }
         if let display = spec.vncDisplay { args += ["-vnc", "127.0.0.1:\(display)"] }
         if let order = spec.bootOrder { args += ["-boot", "order=\(order)"] }
         if let image = spec.cdrom {

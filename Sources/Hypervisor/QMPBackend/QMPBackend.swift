@@ -28,7 +28,9 @@ public actor QMPBackend: HypervisorBackend {
     public nonisolated let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .iothread]
     public nonisolated let options: Options
     private let logger: Logger
-    private var monitors: [String: QMPMachine] = [:]
+    private(set) var monitors: [String: QMPMachine] = [:]
+    /// Open guest-agent connections, by machine (see QMPGuestAgent.swift).
+    var guestAgents: [String: GuestAgentClient] = [:]
     /// Sockets nothing listened on (a QEMU that was killed leaves its socket behind): not
     /// tried again, nor reported again, until a new socket replaces the file.
     private var dead: [String: (stamp: SocketDirectory.Stamp, since: Double)] = [:]
@@ -179,6 +181,7 @@ public actor QMPBackend: HypervisorBackend {
             dead[socketPath] = (stamp, MonotonicTime.now())
         }
         if let machine = monitors.removeValue(forKey: socketPath) { await machine.close() }
+        if let agent = guestAgents.removeValue(forKey: socketPath) { await agent.close() }
     }
 
     /// Runs queries on one VM's monitor in one write.
@@ -242,6 +245,8 @@ public actor QMPBackend: HypervisorBackend {
     public func close() async {
         for machine in monitors.values { await machine.close() }
         monitors.removeAll()
+        for agent in guestAgents.values { await agent.close() }
+        guestAgents.removeAll()
         eventSink.finish()  // the events end with the backend (see `events`)
     }
 }

@@ -1,6 +1,7 @@
 import Glibc
 
-/// The directory of monitor sockets, one per VM (`NAME.sock`).
+/// The directory of monitor sockets, one per VM (`NAME.sock`), and of the VMs'
+/// guest-agent sockets (`NAME.qga`).
 enum SocketDirectory {
     /// The unix sockets in `path`, as full paths, sorted.
     static func scan(_ path: String) throws(BackendError) -> [String] {
@@ -16,7 +17,8 @@ enum SocketDirectory {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            guard name != ".", name != ".." else { continue }
+            // NAME.qga is the host side of NAME's guest-agent port, not a monitor (QMPGuestAgent).
+            guard name != ".", name != "..", !name.hasSuffix(".qga") else { continue }
             let full = path.hasSuffix("/") ? path + name : path + "/" + name
             var st = stat()
             guard stat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { continue }
