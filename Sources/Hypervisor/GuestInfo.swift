@@ -8,6 +8,12 @@ public struct GuestInfo: Sendable, Equatable {
         public var name: String
         public var hardwareAddress: String?
         public var addresses: [Address]
+
+        public init(name: String, hardwareAddress: String? = nil, addresses: [Address] = []) {
+            self.name = name
+            self.hardwareAddress = hardwareAddress
+            self.addresses = addresses
+        }
     }
 
     public struct Address: Sendable, Equatable {
@@ -15,6 +21,12 @@ public struct GuestInfo: Sendable, Equatable {
         public var type: String
         public var address: String
         public var prefix: Int?
+
+        public init(type: String, address: String, prefix: Int? = nil) {
+            self.type = type
+            self.address = address
+            self.prefix = prefix
+        }
     }
 
     public struct Filesystem: Sendable, Equatable {
@@ -22,12 +34,24 @@ public struct GuestInfo: Sendable, Equatable {
         public var type: String
         public var totalBytes: UInt64?
         public var usedBytes: UInt64?
+
+        public init(mountpoint: String, type: String, totalBytes: UInt64? = nil, usedBytes: UInt64? = nil) {
+            self.mountpoint = mountpoint
+            self.type = type
+            self.totalBytes = totalBytes
+            self.usedBytes = usedBytes
+        }
     }
 
     public struct User: Sendable, Equatable {
         public var name: String
         /// Unix seconds of the login.
         public var loginTime: Double?
+
+        public init(name: String, loginTime: Double? = nil) {
+            self.name = name
+            self.loginTime = loginTime
+        }
     }
 
     /// The guest agent's version (`guest-info`).

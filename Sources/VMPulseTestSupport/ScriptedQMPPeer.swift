@@ -4,7 +4,8 @@ import NIOPosix
 import VMPulseCore
 
 /// A scripted fake QMP peer, for the bad-input tests that a real QEMU cannot
-/// produce (garbage, truncated lines, unknown ids, huge lines, a close mid-reply).
+/// produce (garbage, truncated lines, unknown ids, huge lines, a close mid-reply);
+/// with no greeting, a fake guest agent (a lying or silent qemu-ga).
 /// It is not QEMU and is never used where a real guest can run.
 public final class ScriptedQMPPeer: Sendable {
     /// One thing the peer does.
@@ -108,7 +109,8 @@ private final class PeerHandler: ChannelInboundHandler {
         let buffer = unwrapInboundIn(data)
         pending.append(contentsOf: buffer.readableBytesView)
         while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-            let line = Array(pending[..<newline])
+            // A guest agent's client may send 0xFF to reset the parser (guest-sync-delimited).
+            let line = Array(pending[..<newline].drop { $0 == 0xFF })
             pending.removeSubrange(...newline)
             guard let message = try? JSONParser.parse(line), let command = message["execute"]?.stringValue else { continue }
             counters.addCommand(command)
