@@ -114,6 +114,42 @@ import VMPulseCore
         #expect(try result(m, "VM.getGuestDetails", ["vmIDs": ["u-a"]])["u-a"] == .object([:]))
     }
 
+    @Test func guestAgentFieldsComeFromTheGuestInfoAndAreAbsentWithout() throws {
+        var info = GuestInfo()
+        info.agentVersion = "7.2.0"
+        info.kernelRelease = "6.1.0-57-cloud-amd64"
+        info.interfaces = [.init(name: "lo", addresses: [.init(type: "ipv4", address: "127.0.0.1", prefix: 8)]),
+                           .init(name: "eth0", hardwareAddress: "52:54:00:12:34:56", addresses: [
+                               .init(type: "ipv4", address: "10.0.0.5", prefix: 24), .init(type: "ipv4", address: "10.0.1.5", prefix: 24),
+                               .init(type: "ipv6", address: "fe80::1", prefix: 64)])]
+        info.users = [.init(name: "alice", loginTime: 1.7e9)]
+        info.timeOffset = -3
+        info.filesystems = [.init(mountpoint: "/", type: "ext4", totalBytes: 100, usedBytes: 40)]
+        var withAgent = Self.vm("g", uuid: "u-g")
+        withAgent.guest = info
+        let m = Self.methods([withAgent, Self.vm("n", uuid: "u-n")])
+        let s = try result(m, "VM.getStatus", ["vmIDs": ["u-g", "u-n"]])
+        #expect(s["u-g"]?["guestIPs"] == "10.0.0.5 10.0.1.5")
+        #expect(s["u-g"]?["timeOffset"] == .int(-3))
+        #expect(s["u-g"]?["username"] == "alice" && s["u-g"]?["session"] == "UserLoggedOn")
+        #expect(s["u-n"]?["guestIPs"] == nil && s["u-n"]?["session"] == nil && s["u-n"]?["timeOffset"] == nil)
+        let d = try result(m, "VM.getGuestDetails", ["vmIDs": ["u-g"]])["u-g"]
+        #expect(d?["appsList"] == ["kernel-6.1.0-57-cloud-amd64", "qemu-guest-agent-7.2.0"])
+        #expect(d?["netIfaces"]?.arrayValue?.last == ["name": "eth0", "hw": "52:54:00:12:34:56", "inet": ["10.0.0.5", "10.0.1.5"], "inet6": ["fe80::1"]])
+        let usage = try result(m, "Host.getAllVmDeviceStats")["u-g"]?["disksUsage"]
+        #expect(usage == [["path": "/", "fs": "ext4", "total": .uint(100), "used": .uint(40)]])
+        #expect(try result(m, "Host.getAllVmDeviceStats")["u-n"]?["disksUsage"] == nil)
+        // Nobody logged in: LoggedOff and no username; another address: another hash.
+        withAgent.guest?.users = []
+        withAgent.guest?.interfaces?[1].addresses[0].address = "10.0.0.6"
+        let after = Self.methods([withAgent])
+        #expect(try result(after, "VM.getStatus", ["vmIDs": ["u-g"]])["u-g"]?["session"] == "LoggedOff")
+        let before = try result(m, "Host.getAllVmRuntimeStats")["u-g"]?["hashes"]
+        let now = try result(after, "Host.getAllVmRuntimeStats")["u-g"]?["hashes"]
+        #expect(now?["guestDetails"] != before?["guestDetails"] && now?["status"] != before?["status"])
+        #expect(now?["config"] == before?["config"] && now?["info"] == before?["info"])
+    }
+
     @Test func hashesAreOfTheDataAndOnlyOfIt() throws {
         // The same data in another store (another agent, after a restart) gives the same hashes.
         let one = try result(Self.methods([Self.vm("a", uuid: "u-a")]), "Host.getAllVmRuntimeStats")["u-a"]?["hashes"]
