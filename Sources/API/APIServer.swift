@@ -66,10 +66,11 @@ public enum APIServer {
                 let refusal = RPCError(RPCError.invalidRequest, "the request body is over the limit of \(limits.maxBodyBytes) bytes (api.max_body_bytes)")
                 return json(JSONRPC.failure(nil, refusal), status: .contentTooLarge)
             }
-            guard let answer = JSONRPC.answer(body.readableBytesView, maxBatch: limits.maxBatch, call: methods.call) else {
+            guard let answer = JSONRPC.reply(body.readableBytesView, maxBatch: limits.maxBatch, call: methods.call) else {
                 return Response(status: .noContent)
             }
-            return json(answer, status: .ok)
+            return Response(status: .ok, headers: [.contentType: "application/json"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: answer + "\n")))
         }
         let table = ConnectionTable(limit: limits.maxConnections)
         let timeout = TimeAmount(limits.idleTimeout)

@@ -6,10 +6,11 @@ import VMPulseCore
 /// error with an id a client can match, and nothing in a request traps.
 @Suite struct JSONRPCTests {
     /// Answers `echo` with its params and fails everything else with -32601.
-    func answer(_ text: String, maxBatch: Int = 10) -> JSONValue? {
-        JSONRPC.answer(Array(text.utf8), maxBatch: maxBatch) { call in
+    func answer(_ text: String, maxBatch: Int = 10, maxResponseBytes: Int = JSONRPC.maxResponseBytes) -> JSONValue? {
+        let reply = JSONRPC.reply(Array(text.utf8), maxBatch: maxBatch, maxResponseBytes: maxResponseBytes) { call in
             call.method == "echo" ? .success(call.params ?? .null) : .failure(RPCError(RPCError.methodNotFound, "no \(call.method)"))
         }
+        return reply.map { text in (try? JSONParser.parse(Array(text.utf8))) ?? .string("unparsable: \(text)") }
     }
 
     func code(_ reply: JSONValue?) -> Int64? { reply?["error"]?["code"]?.int64Value }
@@ -61,7 +62,7 @@ import VMPulseCore
         #expect(answer(#"{"jsonrpc": "2.0", "method": "echo"}"#) == nil)
         #expect(answer(#"[{"jsonrpc": "2.0", "method": "echo"}, {"jsonrpc": "2.0", "method": "nope"}]"#) == nil)
         var ran = 0
-        _ = JSONRPC.answer(Array(#"{"jsonrpc": "2.0", "method": "x"}"#.utf8), maxBatch: 1) { _ in ran += 1; return .success(.null) }
+        _ = JSONRPC.reply(Array(#"{"jsonrpc": "2.0", "method": "x"}"#.utf8), maxBatch: 1) { _ in ran += 1; return .success(.null) }
         #expect(ran == 1)
     }
 
@@ -86,11 +87,24 @@ import VMPulseCore
         let call = #"{"jsonrpc": "2.0", "id": 1, "method": "echo"}"#
         let big = "[" + Array(repeating: call, count: 10_000).joined(separator: ",") + "]"
         var ran = 0
-        let reply = JSONRPC.answer(Array(big.utf8), maxBatch: 1000) { _ in ran += 1; return .success(.null) }
+        let text = JSONRPC.reply(Array(big.utf8), maxBatch: 1000) { _ in ran += 1; return .success(.null) }
+        let reply = text.flatMap { try? JSONParser.parse(Array($0.utf8)) }
         #expect(code(reply) == -32600)
         #expect(reply?["error"]?["message"]?.stringValue?.contains("10000") == true)
         #expect(ran == 0, "no call of a refused batch runs")
         #expect(try #require(answer("[" + Array(repeating: call, count: 10).joined(separator: ",") + "]")?.arrayValue).count == 10)
+    }
+
+    @Test func anAnswerOverTheBudgetBecomesAnErrorAndStopsTheBatch() throws {
+        let big = String(repeating: "x", count: 400)
+        let call = #"{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": [""# + big + #""]}"#
+        let items = try #require(answer("[" + Array(repeating: call, count: 10).joined(separator: ",") + "]", maxResponseBytes: 2000)?.arrayValue)
+        #expect(items.count == 10, "every call with an id is answered")
+        let answered = items.filter { $0["result"] != nil }.count
+        #expect(answered == 4, "as many as fit in 2000 bytes")
+        #expect(items.dropFirst(answered).allSatisfy { code($0) == -32005 })
+        #expect(code(answer(call, maxResponseBytes: 100)) == -32005)
+        #expect(answer(call, maxResponseBytes: 100)?["id"] == .int(1))
     }
 
     @Test func notificationsArePlainJSONRPC() {

@@ -48,28 +48,64 @@ public struct RPCCall: Sendable, Equatable {
 /// a batch in, the answers out. The methods themselves are a closure, so this part knows
 /// nothing of VMs and is tested on its own.
 public enum JSONRPC {
-    /// Reads one request document and answers it. Returns nil when nothing is to be sent
-    /// back (only notifications). A batch over `maxBatch` calls is refused as a whole.
-    public static func answer(
-        _ body: some Collection<UInt8>, maxBatch: Int, call: (RPCCall) -> Result<JSONValue, RPCError>
-    ) -> JSONValue? {
+    /// The most bytes of answer one request (a batch) builds: 64 MiB, some hundreds of
+    /// `Host.getAllDomainStats` of 100 VMs (200 KiB each). A batch whose answers pass it
+    /// gets, for each call from there on, an error instead (its calls are not run).
+    public static let maxResponseBytes = 64 << 20
+    /// The error for a call whose answer would pass `maxResponseBytes`.
+    public static let responseTooLarge = -32005
+
+    /// Reads one request document and answers it, as JSON text. Returns nil when nothing
+    /// is to be sent back (only notifications). A batch over `maxBatch` calls is refused
+    /// as a whole.
+    public static func reply(
+        _ body: some Collection<UInt8>, maxBatch: Int, maxResponseBytes: Int = maxResponseBytes,
+        call: (RPCCall) -> Result<JSONValue, RPCError>
+    ) -> String? {
         let document: JSONValue
         do throws(JSONParseError) {
             document = try JSONParser.parse(body)
         } catch {
-            return failure(nil, RPCError(RPCError.parseError, "the request is not JSON: \(error)"))
+            return JSONText.serialize(failure(nil, RPCError(RPCError.parseError, "the request is not JSON: \(error)")))
         }
         guard case .array(let items) = document else {
-            return answer(item: document, call: call)
+            guard let answer = answer(item: document, call: call) else { return nil }
+            let text = JSONText.serialize(answer)
+            return text.utf8.count <= maxResponseBytes ? text : JSONText.serialize(failure(answer["id"], tooLarge(maxResponseBytes)))
         }
         guard !items.isEmpty else {
-            return failure(nil, RPCError(RPCError.invalidRequest, "an empty batch is not a request"))
+            return JSONText.serialize(failure(nil, RPCError(RPCError.invalidRequest, "an empty batch is not a request")))
         }
         guard items.count <= maxBatch else {
-            return failure(nil, RPCError(RPCError.invalidRequest, "a batch of \(items.count) calls is over the limit of \(maxBatch) (api.max_batch)"))
+            return JSONText.serialize(failure(nil, RPCError(RPCError.invalidRequest, "a batch of \(items.count) calls is over the limit of \(maxBatch) (api.max_batch)")))
         }
-        let answers = items.compactMap { answer(item: $0, call: call) }
-        return answers.isEmpty ? nil : .array(answers)
+        var parts: [String] = []
+        var size = 2
+        var full = false
+        for item in items {
+            let text: String
+            if full {
+                // Not run: only its id is read, for the error.
+                guard case .success(let c) = request(item), let id = c.id else { continue }
+                text = JSONText.serialize(failure(id, tooLarge(maxResponseBytes)))
+            } else {
+                guard let answer = answer(item: item, call: call) else { continue }
+                let whole = JSONText.serialize(answer)
+                if size + whole.utf8.count + 1 > maxResponseBytes {
+                    full = true
+                    text = JSONText.serialize(failure(answer["id"], tooLarge(maxResponseBytes)))
+                } else {
+                    text = whole
+                }
+            }
+            size += text.utf8.count + 1
+            parts.append(text)
+        }
+        return parts.isEmpty ? nil : "[" + parts.joined(separator: ",") + "]"
+    }
+
+    static func tooLarge(_ limit: Int) -> RPCError {
+        RPCError(responseTooLarge, "the answer would be over \(limit >> 20) MiB; ask for fewer calls or fewer VMs per request")
     }
 
     /// The answer to one element: a response, an error response, or nil for a notification.

@@ -27,24 +27,26 @@ struct RPCSocket: Sendable {
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, count: Count) async {
         defer { count.open.subtract(1, ordering: .relaxed) }
         let (queue, queued) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(max(1, limits.subscriberBacklog)))
-        let send: @Sendable (JSONValue) -> Void = { message in
-            if case .dropped = queued.yield(JSONText.serialize(message)) {
+        let sendText: @Sendable (String) -> Void = { message in
+            if case .dropped = queued.yield(message) {
                 logger.notice("closing a WebSocket client that does not read (\(limits.subscriberBacklog) messages queued)")
                 queued.finish()
                 channel.close(promise: nil)
             }
         }
+        let send: @Sendable (JSONValue) -> Void = { sendText(JSONText.serialize($0)) }
         // On the agent's shutdown WSCore sends the client a close frame; a client that does
         // not read never gets it, so the connection is closed 2 s later whatever happens.
         await withGracefulShutdownHandler {
-            await answer(inbound: inbound, outbound: outbound, channel: channel, queue: queue, queued: queued, send: send)
+            await answer(inbound: inbound, outbound: outbound, channel: channel, queue: queue, queued: queued, send: send, sendText: sendText)
         } onGracefulShutdown: {
             channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
         }
     }
 
     private func answer(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel,
-                        queue: AsyncStream<String>, queued: AsyncStream<String>.Continuation, send: @escaping @Sendable (JSONValue) -> Void) async {
+                        queue: AsyncStream<String>, queued: AsyncStream<String>.Continuation, send: @escaping @Sendable (JSONValue) -> Void,
+                        sendText: @escaping @Sendable (String) -> Void) async {
         let subscription = Mutex<AgentEventBus.Subscription?>(nil)
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -60,10 +62,10 @@ struct RPCSocket: Sendable {
                     case .text(let s): bytes = Array(s.utf8)
                     case .binary(let b): bytes = Array(b.readableBytesView)
                     }
-                    let answer = JSONRPC.answer(bytes, maxBatch: limits.maxBatch) { call in
+                    let answer = JSONRPC.reply(bytes, maxBatch: limits.maxBatch) { call in
                         call.method == "subscribe" ? subscribe(call, subscription: subscription, group: &group, send: send) : methods.call(call)
                     }
-                    if let answer { send(answer) }
+                    if let answer { sendText(answer) }
                 }
             } catch {
                 logger.debug("WebSocket client gone: \(error)")
