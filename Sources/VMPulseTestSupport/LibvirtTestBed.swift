@@ -129,6 +129,13 @@ enum LibvirtDomainXML {
             let managed = exists ? " managed='no'" : ""
             devices.append("<interface type='ethernet'><target dev='\(escape(tap))'\(managed)/><model type='virtio'/><rom enabled='no'/></interface>")
         }
+        if spec.guestAgent {
+            // libvirt makes and owns the socket; it talks to qemu-ga itself.
+            devices.append("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>")
+        }
+        if spec.userNetwork {
+            devices.append("<interface type='user'><model type='virtio'/><rom enabled='no'/></interface>")
+        }
         let maxVCPUs = spec.maxVCPUs ?? spec.vcpus
         guard spec.vcpus > 0, maxVCPUs >= spec.vcpus, spec.memoryMiB > 0 else {
             throw TestBedError("\(spec.name): bad shape (vcpus \(spec.vcpus), maxVCPUs \(maxVCPUs), memory \(spec.memoryMiB) MiB)")

@@ -481,10 +481,6 @@ public actor LibvirtBackend: HypervisorBackend {
         }
     }
 
-    /// Not read through libvirt yet (virDomainGetGuestInfo and the agent's interface
-    /// addresses would give it): absent.
-    public func guestInfo(machine: String) async -> GuestInfo? { nil }
-
     public func close() async {
         eventsTask?.cancel()
         eventsTask = nil

@@ -1,0 +1,74 @@
+import Libvirt
+import VMPulseCore
+
+/// `guestInfo` on the libvirt backend: libvirt talks to the guest agent over the domain's
+/// `org.qemu.guest_agent.0` channel; vmpulse asks `virDomainGetGuestInfo`,
+/// `virDomainInterfaceAddresses` (source: agent) and `virDomainGetTime`. libvirt does not
+/// give the agent's version (absent). A domain without an agent channel, or whose agent
+/// does not answer, has no guest data.
+extension LibvirtBackend {
+    public func guestInfo(machine: String) async -> GuestInfo? {
+        let params: [LibvirtParam]
+        do throws(MachineError) {
+            params = try await domainCall(machine, "virDomainGetGuestInfo") { conn, uuid throws(LibvirtError) in try conn.guestInfo(uuid: uuid) }
+        } catch {
+            return nil
+        }
+        var info = LibvirtGuestInfo.read(params)
+        if let interfaces = try? await domainCall(machine, "virDomainInterfaceAddresses", { conn, uuid throws(LibvirtError) in
+            try conn.guestInterfaces(uuid: uuid)
+        }) {
+            info.interfaces = interfaces.prefix(GuestInfoReader.maxItems).map { i in
+                GuestInfo.Interface(name: i.name, hardwareAddress: i.hardwareAddress, addresses: i.addresses.prefix(GuestInfoReader.maxItems).map {
+                    GuestInfo.Address(type: $0.type, address: $0.address, prefix: (0...128).contains($0.prefix) ? $0.prefix : nil)
+                })
+            }
+        }
+        if let time = try? await domainCall(machine, "virDomainGetTime", { conn, uuid throws(LibvirtError) in try conn.guestTime(uuid: uuid) }) {
+            let offset = Double(time.seconds) + Double(time.nanoseconds) / 1e9 - MonotonicTime.wallNow()
+            if offset.isFinite, abs(offset) < 1e12 { info.timeOffset = Int64(offset.rounded()) }
+        }
+        return info
+    }
+}
+
+/// `virDomainGetGuestInfo`'s typed parameters into `GuestInfo`, bounded as the QMP
+/// backend's reader is.
+enum LibvirtGuestInfo {
+    static func read(_ params: [LibvirtParam]) -> GuestInfo {
+        var values: [String: LibvirtValue] = [:]
+        for p in params { values[p.name] = p.value }
+        func text(_ key: String) -> String? {
+            guard case .string(let s)? = values[key], s.utf8.count <= GuestInfoReader.maxText else { return nil }
+            return s
+        }
+        func number(_ key: String) -> UInt64? {
+            switch values[key] {
+            case .uint(let v)?: return v
+            case .int(let v)? where v >= 0: return UInt64(v)
+            default: return nil
+            }
+        }
+        func count(_ key: String) -> Int? {
+            number(key).flatMap { $0 <= UInt64(GuestInfoReader.maxItems) ? Int($0) : nil }
+        }
+        var info = GuestInfo()
+        info.kernelRelease = text("os.kernel-release")
+        info.kernelVersion = text("os.kernel-version")
+        info.osName = text("os.pretty-name")
+        info.hostname = text("hostname")
+        if let n = count("user.count") {
+            info.users = (0..<n).compactMap { i in
+                text("user.\(i).name").map { GuestInfo.User(name: $0, loginTime: number("user.\(i).login-time").map { Double($0) / 1000 }) }
+            }
+        }
+        if let n = count("fs.count") {
+            info.filesystems = (0..<n).compactMap { i in
+                guard let mountpoint = text("fs.\(i).mountpoint"), let type = text("fs.\(i).fstype") else { return nil }
+                return GuestInfo.Filesystem(mountpoint: mountpoint, type: type, totalBytes: number("fs.\(i).total-bytes"),
+                                            usedBytes: number("fs.\(i).used-bytes"))
+            }
+        }
+        return info
+    }
+}
