@@ -13,7 +13,8 @@ case "${1:-}" in
 esac
 
 packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev mount util-linux
-          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev time)
+          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev time
+          prometheus)  # promtool and a Prometheus server for the metrics tests (started by the tests)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -16,9 +16,12 @@ public struct APIParts: Sendable {
     public var thin: ThinStatusStore
     public var book: StatusBook?
     public var bus: AgentEventBus
+    /// The sampling interval, in seconds (exported with the metrics).
+    public var interval: Double
 
     public init(store: SnapshotStore, ledger: LedgerService, sampler: SamplerService, thin: ThinStatusStore,
-                book: StatusBook? = nil, bus: AgentEventBus = AgentEventBus()) {
+                book: StatusBook? = nil, bus: AgentEventBus = AgentEventBus(), interval: Double = 1) {
+        self.interval = interval
         self.store = store
         self.ledger = ledger
         self.sampler = sampler
@@ -56,6 +59,13 @@ public enum APIServer {
         router.get("/v1/health") { _, _ -> Response in
             response(HealthEndpoint.answer(ledger: ledger.status, hostError: sampler.hostError.withLock { $0 }, vms: store.current().count,
                                            identityConflicts: sampler.identities.conflicts, thinProblems: thin.problems()))
+        }
+        let interval = parts.interval
+        router.get("/metrics") { request, _ -> Response in
+            response(MetricsEndpoint.answer(
+                snapshot: store.current(), now: MonotonicTime.now(), thin: thin.params(vmName:vmUUID:), ledger: ledger.status,
+                sampler: sampler.health.current, hostError: sampler.hostError.withLock { $0 },
+                identityConflicts: sampler.identities.conflicts.count, interval: interval, accept: request.headers[.accept]))
         }
         router.post("/rpc") { request, _ -> Response in
             var request = request

@@ -17,6 +17,8 @@ public final class SamplerService: Service, Sendable {
     public let hostError = Mutex<String?>(nil)
     /// The live VMs' ledger keys and identity conflicts.
     public let identities: IdentityRegistry
+    /// Ticks, pass durations, skipped and unanswered passes (for `/metrics`).
+    public let health = SamplerHealthBook()
 
     public init(backend: any HypervisorBackend, config: AgentConfig, store: SnapshotStore, observations: ObservationSink, logger: Logger) {
         self.backend = backend
@@ -39,6 +41,7 @@ public final class SamplerService: Service, Sendable {
             var next = clock.now
             while !Task.isCancelled {
                 await discover()
+                health.tick(at: MonotonicTime.now())
                 startPasses()
                 next = next.advanced(by: tick)
                 if next < clock.now { next = clock.now.advanced(by: tick) }
@@ -81,9 +84,14 @@ public final class SamplerService: Service, Sendable {
     private func startPasses() {
         let all = samplers.withLock { $0 }
         for (path, sampler) in all {
-            guard busy.withLock({ $0.insert(path).inserted }) else { continue }
+            guard busy.withLock({ $0.insert(path).inserted }) else {
+                health.skipped()
+                continue
+            }
             let task = Task { [self] in
+                let started = MonotonicTime.now()
                 let alive = await sampler.pass()
+                health.passEnded(seconds: MonotonicTime.now() - started, answered: store.snapshot(machine: path)?.responsive ?? false)
                 if !alive {
                     _ = samplers.withLock { $0.removeValue(forKey: path) }
                 }

@@ -74,7 +74,7 @@ struct AgentCommand: AsyncParsableCommand {
             idleTimeout: .milliseconds(Int64(settings.apiIdleTimeout * 1000)), maxConnections: settings.apiMaxConnections,
             maxBodyBytes: settings.api.maxBodyBytes, maxBatch: settings.api.maxBatch,
             maxSubscribers: settings.api.maxSubscribers, subscriberBacklog: settings.api.subscriberBacklog)
-        let parts = APIParts(store: store, ledger: ledger, sampler: sampler, thin: thin.status, book: book, bus: bus)
+        let parts = APIParts(store: store, ledger: ledger, sampler: sampler, thin: thin.status, book: book, bus: bus, interval: settings.interval)
         let api = APIServer.application(host: host, port: port, parts: parts, logger: Logger(label: "vmpulse.api"),
                                         limits: limits, access: APIAccess(tokens: tokens)) { bound in
             logger.info("vmpulse agent serving http://\(host):\(bound), VMs from \(settings.vmSource), ledger \(settings.ledgerPath)")

@@ -1,0 +1,135 @@
+/// Prometheus' text exposition format (0.0.4) and OpenMetrics 1.0, written by hand.
+///
+/// Why not swift-prometheus: its `Counter` only counts up by increments it is given, while
+/// vmpulse's counters are QEMU's and libvirt's absolute values. Mirroring them would mean
+/// keeping the last value of every series, feeding the registry deltas, guessing what a
+/// drop means (a new QEMU process), and unregistering the series of VMs that went away,
+/// or they would be exported for ever. Rendering each scrape from the latest snapshots has
+/// none of that state: a counter is what QEMU says now (a new QEMU starts from zero, which
+/// Prometheus' `rate()` reads as a counter reset), and a VM that is gone is simply not in
+/// the next scrape, so Prometheus marks its series stale.
+public struct MetricsText {
+    public enum Format: Sendable {
+        case prometheus
+        case openMetrics
+
+        public var contentType: String {
+            switch self {
+            case .prometheus: "text/plain; version=0.0.4; charset=utf-8"
+            case .openMetrics: "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            }
+        }
+
+        /// OpenMetrics when the scrape's `Accept` asks for it, as Prometheus does when it may.
+        public static func negotiate(accept: String?) -> Format {
+            guard let accept, accept.contains("application/openmetrics-text") else { return .prometheus }
+            return .openMetrics
+        }
+    }
+
+    public enum Kind: String, Sendable {
+        case counter, gauge, info
+    }
+
+    /// One metric family: every sample of a name, written together under its HELP and TYPE.
+    struct Family {
+        var name: String
+        var kind: Kind
+        var help: String
+        var unit: String?
+        var samples: [(labels: String, value: String)] = []
+    }
+
+    private var families: [Family] = []
+    private var index: [String: Int] = [:]
+
+    public init() {}
+
+    /// Adds one sample. `name` is the full Prometheus name (a counter's with `_total`);
+    /// a family is declared by its first sample, later ones must say the same kind.
+    public mutating func add(_ name: String, _ kind: Kind, _ help: String, unit: String? = nil,
+                             labels: [(String, String)] = [], value: Double) {
+        let i: Int
+        if let known = index[name] {
+            i = known
+        } else {
+            i = families.count
+            index[name] = i
+            families.append(Family(name: name, kind: kind, help: help, unit: unit))
+        }
+        families[i].samples.append((Self.labels(labels), Self.number(value)))
+    }
+
+    public var isEmpty: Bool { families.isEmpty }
+
+    /// The whole exposition, ending with `# EOF` in OpenMetrics.
+    public func render(_ format: Format) -> String {
+        var out = ""
+        out.reserveCapacity(families.reduce(0) { $0 + 96 + $1.samples.count * ($1.name.count + 64) })
+        for f in families {
+            // OpenMetrics names a counter family without `_total` (its samples keep it), and
+            // has an `info` type whose samples end in `_info`.
+            var family = f.name
+            var kind = f.kind.rawValue
+            if format == .openMetrics, f.kind == .counter, family.hasSuffix("_total") { family.removeLast(6) }
+            if format == .prometheus, f.kind == .info { kind = "gauge" }
+            if format == .openMetrics, f.kind == .info, family.hasSuffix("_info") { family.removeLast(5) }
+            out += "# HELP \(family) \(Self.help(f.help))\n# TYPE \(family) \(kind)\n"
+            if format == .openMetrics, let unit = f.unit { out += "# UNIT \(family) \(unit)\n" }
+            for s in f.samples {
+                out += f.name
+                out += s.labels
+                out += " "
+                out += s.value
+                out += "\n"
+            }
+        }
+        if format == .openMetrics { out += "# EOF\n" }
+        return out
+    }
+
+    /// `{a="x",b="y"}`, or nothing without labels. A label value is escaped as both formats
+    /// say: backslash, double quote and line feed.
+    static func labels(_ labels: [(String, String)]) -> String {
+        guard !labels.isEmpty else { return "" }
+        var s = "{"
+        for (i, (name, value)) in labels.enumerated() {
+            if i > 0 { s += "," }
+            s += name
+            s += "=\""
+            s += escape(value)
+            s += "\""
+        }
+        return s + "}"
+    }
+
+    static func escape(_ value: String) -> String {
+        // By scalars: "\r\n" is one Character, whose line feed must be escaped too.
+        guard value.unicodeScalars.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return value }
+        var s = String.UnicodeScalarView()
+        for c in value.unicodeScalars {
+            switch c {
+            case "\\": s.append(contentsOf: "\\\\".unicodeScalars)
+            case "\"": s.append(contentsOf: "\\\"".unicodeScalars)
+            case "\n": s.append(contentsOf: "\\n".unicodeScalars)
+            default: s.append(c)
+            }
+        }
+        return String(s)
+    }
+
+    /// HELP text: backslash and line feed escaped.
+    static func help(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    /// Integers as integers (exact up to 2^53, as every Prometheus client writes them),
+    /// the rest in Swift's shortest round-trip form; NaN and infinities in the formats' words.
+    static func number(_ v: Double) -> String {
+        if v.isNaN { return "NaN" }
+        if v == .infinity { return "+Inf" }
+        if v == -.infinity { return "-Inf" }
+        if v == v.rounded(), abs(v) < 9.007_199_254_740_992e15 { return String(Int64(v)) }
+        return "\(v)"
+    }
+}

@@ -1,0 +1,199 @@
+import Agent
+import VMPulseCore
+
+/// One VM's series, from its snapshot's keys (those of `vmpulse stats`, and the thin
+/// group's): the libvirt exporters' names for what they also export, `vmpulse_` names for
+/// the rest. Every series has the `domain` label (the VM's name, as libvirt names it).
+enum VMMetrics {
+    /// A key under `group.N.` mapped to a metric: its name, kind, help, unit and the factor
+    /// from vmpulse's unit (ns, KiB) to Prometheus' (seconds, bytes).
+    struct Mapping {
+        var name: String
+        var kind: MetricsText.Kind
+        var help: String
+        var scale: Double = 1
+        var unit: String?
+    }
+
+    static let nanoseconds = 1e-9
+    static let kibibytes = 1024.0
+
+    static let block: [String: Mapping] = [
+        "rd.bytes": .init(name: "libvirt_domain_block_stats_read_bytes_total", kind: .counter, help: "Number of bytes read from a block device, in bytes.", unit: "bytes"),
+        "rd.reqs": .init(name: "libvirt_domain_block_stats_read_requests_total", kind: .counter, help: "Number of read requests from a block device."),
+        "rd.times": .init(name: "libvirt_domain_block_stats_read_time_seconds_total", kind: .counter, help: "Total time spent on reads from a block device, in seconds.", scale: nanoseconds, unit: "seconds"),
+        "wr.bytes": .init(name: "libvirt_domain_block_stats_write_bytes_total", kind: .counter, help: "Number of bytes written to a block device, in bytes.", unit: "bytes"),
+        "wr.reqs": .init(name: "libvirt_domain_block_stats_write_requests_total", kind: .counter, help: "Number of write requests to a block device."),
+        "wr.times": .init(name: "libvirt_domain_block_stats_write_time_seconds_total", kind: .counter, help: "Total time spent on writes to a block device, in seconds.", scale: nanoseconds, unit: "seconds"),
+        "fl.reqs": .init(name: "libvirt_domain_block_stats_flush_requests_total", kind: .counter, help: "Number of flush requests from a block device."),
+        "fl.times": .init(name: "libvirt_domain_block_stats_flush_time_seconds_total", kind: .counter, help: "Total time spent on flushes of a block device, in seconds.", scale: nanoseconds, unit: "seconds"),
+        "allocation": .init(name: "libvirt_domain_block_stats_allocation", kind: .gauge, help: "Offset of the highest written sector of a block device, in bytes."),
+        "capacity": .init(name: "libvirt_domain_block_stats_capacity_bytes", kind: .gauge, help: "Logical size of a block device, in bytes.", unit: "bytes"),
+        "physical": .init(name: "libvirt_domain_block_stats_physicalsize_bytes", kind: .gauge, help: "Physical size of the container of a block device, in bytes.", unit: "bytes"),
+        "threshold": .init(name: "vmpulse_block_write_threshold_bytes", kind: .gauge, help: "Write threshold set on a block device's node, in bytes.", unit: "bytes"),
+    ]
+
+    static let net: [String: Mapping] = [
+        "rx.bytes": .init(name: "libvirt_domain_interface_stats_receive_bytes_total", kind: .counter, help: "Number of bytes received on a network interface, in bytes.", unit: "bytes"),
+        "rx.pkts": .init(name: "libvirt_domain_interface_stats_receive_packets_total", kind: .counter, help: "Number of packets received on a network interface."),
+        "rx.errs": .init(name: "libvirt_domain_interface_stats_receive_errors_total", kind: .counter, help: "Number of packet receive errors on a network interface."),
+        "rx.drop": .init(name: "libvirt_domain_interface_stats_receive_drops_total", kind: .counter, help: "Number of packet receive drops on a network interface."),
+        "tx.bytes": .init(name: "libvirt_domain_interface_stats_transmit_bytes_total", kind: .counter, help: "Number of bytes transmitted on a network interface, in bytes.", unit: "bytes"),
+        "tx.pkts": .init(name: "libvirt_domain_interface_stats_transmit_packets_total", kind: .counter, help: "Number of packets transmitted on a network interface."),
+        "tx.errs": .init(name: "libvirt_domain_interface_stats_transmit_errors_total", kind: .counter, help: "Number of packet transmit errors on a network interface."),
+        "tx.drop": .init(name: "libvirt_domain_interface_stats_transmit_drops_total", kind: .counter, help: "Number of packet transmit drops on a network interface."),
+    ]
+
+    static let vcpu: [String: Mapping] = [
+        "time": .init(name: "libvirt_domain_vcpu_time_seconds_total", kind: .counter, help: "Amount of CPU time used by a virtual CPU, in seconds.", scale: nanoseconds, unit: "seconds"),
+        "delay": .init(name: "libvirt_domain_vcpu_delay_seconds_total", kind: .counter, help: "Time a virtual CPU's thread waited to run, in seconds.", scale: nanoseconds, unit: "seconds"),
+        "wait": .init(name: "libvirt_domain_vcpu_wait_seconds_total", kind: .counter, help: "Time a virtual CPU's thread waited, in seconds.", scale: nanoseconds, unit: "seconds"),
+    ]
+
+    static let io: [String: Mapping] = [
+        "unmap_bytes": .init(name: "vmpulse_block_unmap_bytes_total", kind: .counter, help: "Bytes discarded (unmapped) on a block device.", unit: "bytes"),
+        "unmap_ios": .init(name: "vmpulse_block_unmap_requests_total", kind: .counter, help: "Unmap requests completed by a block device."),
+        "total_unmap_time_ns": .init(name: "vmpulse_block_unmap_time_seconds_total", kind: .counter, help: "Total time spent on unmaps, in seconds.", scale: nanoseconds, unit: "seconds"),
+        "idle_time_ns": .init(name: "vmpulse_block_idle_seconds", kind: .gauge, help: "Time since a block device's last I/O, in seconds.", scale: nanoseconds, unit: "seconds"),
+    ]
+
+    static let thin: [String: Mapping] = [
+        "threshold": .init(name: "vmpulse_thin_threshold_bytes", kind: .gauge, help: "Write threshold armed on a thin disk, in bytes.", unit: "bytes"),
+        "physical": .init(name: "vmpulse_thin_physical_bytes", kind: .gauge, help: "Size of a thin disk's device, in bytes.", unit: "bytes"),
+        "maximum": .init(name: "vmpulse_thin_maximum_bytes", kind: .gauge, help: "Most a thin disk may grow to, in bytes.", unit: "bytes"),
+        "extensions": .init(name: "vmpulse_thin_extensions_total", kind: .counter, help: "Extensions of a thin disk done by the agent."),
+        "failures": .init(name: "vmpulse_thin_failures_total", kind: .counter, help: "Extension attempts or reads of a thin disk that failed."),
+        "pauses_recovered": .init(name: "vmpulse_thin_pauses_recovered_total", kind: .counter, help: "Guests paused out of space on a thin disk and resumed by the agent."),
+        "paused": .init(name: "vmpulse_thin_paused", kind: .gauge, help: "1 while the guest is paused out of space on a thin disk."),
+        "last_extension_ms": .init(name: "vmpulse_thin_last_extension_seconds", kind: .gauge, help: "Duration of a thin disk's last extension, in seconds.", scale: 1e-3, unit: "seconds"),
+    ]
+
+    static let operations = ["read", "write", "flush", "unmap"]
+    static let windows: Set<String> = ["1s", "1m", "1h"]
+
+    /// Adds the series of one VM, read at monotonic time `now`.
+    static func add(_ vm: VMSnapshot, now: Double, thin thinParams: [StatsParam], to m: inout MetricsText) {
+        let domain = ("domain", vm.name)
+        var values: [String: TypedValue] = [:]
+        var indexed: [String: [Int: [String: TypedValue]]] = [:]
+        for p in vm.params + thinParams {
+            values[p.key] = p.value
+            let parts = p.key.split(separator: ".", maxSplits: 2)
+            if parts.count == 3, let n = Int(parts[1]), n >= 0 {
+                indexed[String(parts[0]), default: [:]][n, default: [:]][String(parts[2])] = p.value
+            }
+        }
+        let number = numeric
+        func text(_ v: TypedValue?) -> String? { if case .string(let s)? = v { s } else { nil } }
+        func one(_ name: String, _ kind: MetricsText.Kind, _ help: String, unit: String? = nil, _ key: String, scale: Double = 1) {
+            if let v = number(values[key]) { m.add(name, kind, help, unit: unit, labels: [domain], value: v * scale) }
+        }
+
+        var info = [domain, ("uuid", vm.uuid)]
+        if let status = text(values["state.status"]) { info.append(("status", status)) }
+        m.add("vmpulse_domain_info", .info, "The VM's identity and QEMU's run state; always 1.", labels: info, value: 1)
+        one("libvirt_domain_info_vstate", .gauge, "Domain state as libvirt numbers it (1 running, 3 paused, 5 shut off, 6 crashed).", "state.state")
+        one("libvirt_domain_info_cpu_time_seconds_total", .counter, "Amount of CPU time used by the domain, in seconds.", unit: "seconds", "cpu.time", scale: nanoseconds)
+        one("libvirt_domain_info_cpu_user_seconds_total", .counter, "User CPU time of the domain's QEMU process, in seconds.", unit: "seconds", "cpu.user", scale: nanoseconds)
+        one("libvirt_domain_info_cpu_system_seconds_total", .counter, "System CPU time of the domain's QEMU process, in seconds.", unit: "seconds", "cpu.system", scale: nanoseconds)
+        one("libvirt_domain_info_maximum_memory_bytes", .gauge, "Maximum allowed memory of the domain, in bytes.", unit: "bytes", "balloon.maximum", scale: kibibytes)
+        one("libvirt_domain_info_memory_usage_bytes", .gauge, "Memory usage of the domain (the balloon's size), in bytes.", unit: "bytes", "balloon.current", scale: kibibytes)
+        one("libvirt_domain_info_virtual_cpus", .gauge, "Number of virtual CPUs for the domain.", "vcpu.current")
+        one("libvirt_domain_memory_stats_rss_bytes", .gauge, "Resident memory of the domain's QEMU process, in bytes.", unit: "bytes", "balloon.rss", scale: kibibytes)
+        one("libvirt_domain_memory_stats_available_bytes", .gauge, "Memory the guest sees, in bytes.", unit: "bytes", "balloon.available", scale: kibibytes)
+        one("libvirt_domain_memory_stats_usable_bytes", .gauge, "Memory the guest could use without swapping, in bytes.", unit: "bytes", "balloon.usable", scale: kibibytes)
+        one("libvirt_domain_memory_stats_unused_bytes", .gauge, "Memory left unused by the guest, in bytes.", unit: "bytes", "balloon.unused", scale: kibibytes)
+        one("libvirt_domain_memory_stats_disk_cache_bytes", .gauge, "Guest memory used for caches, in bytes.", unit: "bytes", "balloon.disk_caches", scale: kibibytes)
+        one("libvirt_domain_memory_stats_swap_in_bytes", .gauge, "Memory swapped in by the guest, in bytes.", unit: "bytes", "balloon.swap_in", scale: kibibytes)
+        one("libvirt_domain_memory_stats_swap_out_bytes", .gauge, "Memory swapped out by the guest, in bytes.", unit: "bytes", "balloon.swap_out", scale: kibibytes)
+        one("libvirt_domain_memory_stats_major_fault_total", .counter, "Page faults in the guest that needed disk I/O.", "balloon.major_fault")
+        one("libvirt_domain_memory_stats_minor_fault_total", .counter, "Page faults in the guest that needed no disk I/O.", "balloon.minor_fault")
+
+        m.add("vmpulse_domain_monitor_responsive", .gauge, "1 when the VM's monitor answered the last pass in time, 0 when it did not.",
+              labels: [domain], value: vm.responsive ? 1 : 0)
+        if let last = vm.lastAnswer {
+            m.add("vmpulse_domain_stats_age_seconds", .gauge, "Seconds since the VM last answered (how old its figures are).", unit: "seconds",
+                  labels: [domain], value: max(0, now - last))
+        }
+
+        for (n, keys) in (indexed["vcpu"] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            add(keys, vcpu, labels: [domain, ("vcpu", String(n))], to: &m)
+        }
+        for (_, keys) in (indexed["net"] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let name = text(keys["name"]) else { continue }
+            add(keys, net, labels: [domain, ("target_device", name)], to: &m)
+        }
+        for (_, keys) in (indexed["block"] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let name = text(keys["name"]) else { continue }
+            add(keys, block, labels: [domain, ("target_device", name), ("source_file", text(keys["path"]) ?? "")], to: &m)
+        }
+        for (_, keys) in (indexed["io"] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let name = text(keys["name"]) else { continue }
+            addIO(keys, labels: [domain, ("target_device", name)], to: &m)
+        }
+        for (_, keys) in (indexed["thin"] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let name = text(keys["name"]) else { continue }
+            let labels = [domain, ("target_device", name)]
+            add(keys, thin, labels: labels, to: &m)
+            if let state = text(keys["state"]) {
+                m.add("vmpulse_thin_state", .gauge, "A thin disk's state (unset, set, exceeded, extending, backoff, disabled): 1 for the current one.",
+                      labels: labels + [("state", state)], value: 1)
+            }
+        }
+    }
+
+    /// A numeric key's value as Prometheus holds it (a float64; near 2^64 it rounds, never traps).
+    static func numeric(_ v: TypedValue?) -> Double? {
+        switch v {
+        case .uint(let x)?: Double(x)
+        case .int(let x)?: Double(x)
+        case .double(let x)?: x
+        default: nil
+        }
+    }
+
+    static func add(_ keys: [String: TypedValue], _ table: [String: Mapping], labels: [(String, String)], to m: inout MetricsText) {
+        for (suffix, mapping) in table.sorted(by: { $0.value.name < $1.value.name }) {
+            guard let v = numeric(keys[suffix]) else { continue }
+            m.add(mapping.name, mapping.kind, mapping.help, unit: mapping.unit, labels: labels, value: v * mapping.scale)
+        }
+    }
+
+    /// The `io` group beyond what libvirt's block stats have: unmaps, invalid and failed
+    /// requests by operation, idle time, and the 1 s / 1 min / 1 h windows.
+    static func addIO(_ keys: [String: TypedValue], labels: [(String, String)], to m: inout MetricsText) {
+        add(keys, io, labels: labels, to: &m)
+        func value(_ key: String) -> Double? { numeric(keys[key]) }
+        for op in operations {
+            let l = labels + [("operation", op)]
+            if let v = value("invalid_\(op)_ios") {
+                m.add("vmpulse_block_invalid_requests_total", .counter, "Requests a block device refused as invalid, by operation.", labels: l, value: v)
+            }
+            if let v = value("\(op)_ios_error") {
+                m.add("vmpulse_block_failed_requests_total", .counter, "Requests that failed on a block device, by operation.", labels: l, value: v)
+            }
+        }
+        for window in ["1s", "1m", "1h"] {
+            let w = labels + [("window", window)]
+            if let v = value("window_seconds.\(window)") {
+                m.add("vmpulse_block_window_seconds", .gauge, "How much time a window really covers, in seconds.", unit: "seconds", labels: w, value: v)
+            }
+            for op in ["read", "write", "flush"] {
+                let l = w + [("operation", op)]
+                if let v = value("\(op)_latency_avg_ns.\(window)") {
+                    m.add("vmpulse_block_latency_average_seconds", .gauge, "Average latency of a block device's requests over a window, in seconds.",
+                          unit: "seconds", labels: l, value: v * nanoseconds)
+                }
+                for name in ["p50", "p99"] {
+                    if let v = value("\(op)_latency_\(name)_ns.\(window)") {
+                        m.add("vmpulse_block_latency_percentile_seconds", .gauge, "Latency percentile (p50, p99) of a block device's requests over a window (from QEMU's histograms), in seconds.",
+                              unit: "seconds", labels: l + [("percentile", name)], value: v * nanoseconds)
+                    }
+                }
+                if op != "flush", let v = value("\(op)_queue_depth_avg.\(window)") {
+                    m.add("vmpulse_block_queue_depth", .gauge, "Average requests in flight on a block device over a window.", labels: l, value: v)
+                }
+            }
+        }
+    }
+}

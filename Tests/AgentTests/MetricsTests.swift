@@ -1,0 +1,146 @@
+@testable import API
+@testable import Agent
+import Hypervisor
+import Testing
+import VMPulseCore
+
+/// `/metrics` rendered from snapshots: names, units, HELP and TYPE, escaping, both formats,
+/// counters as QEMU's absolute values across a reset, and VMs that go away.
+@Suite struct MetricsTests {
+    static func vm(_ name: String, uuid: String = "11111111-2222-3333-4444-555555555555", readBytes: UInt64 = 512,
+                   responsive: Bool = true, lastAnswer: Double? = MonotonicTime.now() - 0.5) -> VMSnapshot {
+        let full = [StatsParam("state.state", .int(1)), StatsParam("state.status", .string("running")),
+                    StatsParam("cpu.time", .uint(5_000_000_000)), StatsParam("balloon.maximum", .uint(2048)),
+                    StatsParam("vcpu.current", .uint(2)), StatsParam("vcpu.0.time", .uint(1_500_000_000)),
+                    StatsParam("net.count", .uint(1)), StatsParam("net.0.name", .string("tap0")), StatsParam("net.0.rx.bytes", .uint(77)),
+                    StatsParam("block.count", .uint(1)), StatsParam("block.0.name", .string("drive0")),
+                    StatsParam("block.0.path", .string("/img/a.qcow2")), StatsParam("block.0.rd.bytes", .uint(readBytes)),
+                    StatsParam("block.0.wr.times", .uint(2_500_000_000))]
+        return VMSnapshot(machine: "/run/\(name).sock", name: name, uuid: uuid, full: full, responsive: responsive, errors: [],
+                          lastAnswer: lastAnswer)
+    }
+
+    static func render(_ vms: [VMSnapshot], extra: [StatsParam] = [], accept: String? = nil, now: Double = MonotonicTime.now()) -> String {
+        MetricsEndpoint.answer(snapshot: vms, now: now, thin: { _, _ in extra }, ledger: LedgerStatus(), sampler: SamplerHealth(),
+                               hostError: nil, identityConflicts: 0, interval: 1, accept: accept).body
+    }
+
+    /// The value of the one sample line that starts with `series` (name and labels).
+    static func sample(_ text: String, _ series: String) -> String? {
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix(series + " ") }
+        return lines.count == 1 ? String(lines[0].dropFirst(series.count + 1)) : nil
+    }
+
+    @Test func libvirtNamesInPrometheusUnits() {
+        let text = Self.render([Self.vm("a")])
+        let disk = #"{domain="a",target_device="drive0",source_file="/img/a.qcow2"}"#
+        #expect(Self.sample(text, "libvirt_domain_block_stats_read_bytes_total" + disk) == "512")
+        #expect(Self.sample(text, "libvirt_domain_block_stats_write_time_seconds_total" + disk) == "2.5", "ns to seconds")
+        #expect(Self.sample(text, #"libvirt_domain_info_cpu_time_seconds_total{domain="a"}"#) == "5")
+        #expect(Self.sample(text, #"libvirt_domain_info_maximum_memory_bytes{domain="a"}"#) == "2097152", "KiB to bytes")
+        #expect(Self.sample(text, #"libvirt_domain_vcpu_time_seconds_total{domain="a",vcpu="0"}"#) == "1.5")
+        #expect(Self.sample(text, #"libvirt_domain_interface_stats_receive_bytes_total{domain="a",target_device="tap0"}"#) == "77")
+        #expect(Self.sample(text, #"vmpulse_domain_info{domain="a",uuid="11111111-2222-3333-4444-555555555555",status="running"}"#) == "1")
+        #expect(Self.sample(text, #"vmpulse_domain_monitor_responsive{domain="a"}"#) == "1")
+        #expect(Self.sample(text, "vmpulse_agent_vms") == "1")
+    }
+
+    @Test func everyFamilyHasHelpAndTypeOnceBeforeItsSamples() {
+        let text = Self.render([Self.vm("a"), Self.vm("b", uuid: "66666666-2222-3333-4444-555555555555")])
+        var declared: [String: String] = [:]
+        var seen: [String] = []
+        var current: String?
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# HELP ") {
+                let name = String(line.split(separator: " ")[2])
+                #expect(declared[name] == nil, "\(name) declared twice")
+                current = name
+            } else if line.hasPrefix("# TYPE ") {
+                let parts = line.split(separator: " ")
+                #expect(String(parts[2]) == current)
+                declared[String(parts[2])] = String(parts[3])
+            } else {
+                let name = String(line.prefix { $0 != "{" && $0 != " " })
+                #expect(name == current, "\(name) is outside its family")
+                if seen.last != name { #expect(!seen.contains(name), "\(name)'s samples are split"); seen.append(name) }
+            }
+        }
+        #expect(declared["libvirt_domain_block_stats_read_bytes_total"] == "counter")
+        #expect(declared["libvirt_domain_info_maximum_memory_bytes"] == "gauge")
+        #expect(declared.keys.allSatisfy { $0.hasPrefix("libvirt_") || $0.hasPrefix("vmpulse_") })
+    }
+
+    @Test func labelValuesAreEscaped() {
+        let name = "we\"ird\\name\nsecond line"
+        let text = Self.render([Self.vm(name)])
+        #expect(Self.sample(text, #"vmpulse_domain_monitor_responsive{domain="we\"ird\\name\nsecond line"}"#) == "1", "\(text.prefix(600))")
+        #expect(!text.contains("\nsecond line"), "no raw line feed from a label")
+        #expect(MetricsText.escape("a\r\nb") == "a\r\\nb")
+    }
+
+    @Test func countersAreQEMUsAbsoluteValuesAndGoneVMsAreGone() {
+        let series = #"libvirt_domain_block_stats_read_bytes_total{domain="a",target_device="drive0",source_file="/img/a.qcow2"}"#
+        // Near 2^64: a float64, as every Prometheus value is, never a trap.
+        #expect(Self.sample(Self.render([Self.vm("a", readBytes: UInt64.max)]), series).flatMap(Double.init) == Double(UInt64.max))
+        // A new QEMU process starts from zero: the series drops, which rate() reads as a reset.
+        #expect(Self.sample(Self.render([Self.vm("a", readBytes: 4096)]), series) == "4096")
+        let without = Self.render([Self.vm("b", uuid: "66666666-2222-3333-4444-555555555555")])
+        #expect(!without.contains(#"domain="a""#), "a VM that went away has no series left")
+    }
+
+    @Test func aStaleVMIsMarked() {
+        let now = MonotonicTime.now()
+        let text = Self.render([Self.vm("a", responsive: false, lastAnswer: now - 42)], now: now)
+        #expect(Self.sample(text, #"vmpulse_domain_monitor_responsive{domain="a"}"#) == "0")
+        #expect(Self.sample(text, #"vmpulse_domain_stats_age_seconds{domain="a"}"#) == "42")
+        let never = Self.render([Self.vm("a", responsive: false, lastAnswer: nil)])
+        #expect(!never.contains("vmpulse_domain_stats_age_seconds{"), "no age for a VM that never answered")
+    }
+
+    @Test func windowsPercentilesAndThinDisks() {
+        let extra = [StatsParam("io.count", .uint(1)), StatsParam("io.0.name", .string("drive0")),
+                     StatsParam("io.0.write_latency_avg_ns.1m", .double(250_000)), StatsParam("io.0.write_latency_p99_ns.1s", .uint(4_000_000)),
+                     StatsParam("io.0.write_queue_depth_avg.1h", .double(1.25)), StatsParam("io.0.invalid_write_ios", .uint(3)),
+                     StatsParam("io.0.flush_ios_error", .uint(2)), StatsParam("io.0.window_seconds.1h", .double(61.5)),
+                     StatsParam("thin.count", .uint(1)), StatsParam("thin.0.name", .string("drive1")), StatsParam("thin.0.state", .string("set")),
+                     StatsParam("thin.0.physical", .uint(1 << 30)), StatsParam("thin.0.extensions", .uint(4)),
+                     StatsParam("thin.0.last_extension_ms", .double(125))]
+        let text = Self.render([Self.vm("a")], extra: extra)
+        let d = #"domain="a",target_device="drive0""#
+        #expect(Self.sample(text, "vmpulse_block_latency_average_seconds{\(d),window=\"1m\",operation=\"write\"}") == "0.00025")
+        #expect(Self.sample(text, "vmpulse_block_latency_percentile_seconds{\(d),window=\"1s\",operation=\"write\",percentile=\"p99\"}") == "0.004")
+        #expect(Self.sample(text, "vmpulse_block_queue_depth{\(d),window=\"1h\",operation=\"write\"}") == "1.25")
+        #expect(Self.sample(text, "vmpulse_block_invalid_requests_total{\(d),operation=\"write\"}") == "3")
+        #expect(Self.sample(text, "vmpulse_block_failed_requests_total{\(d),operation=\"flush\"}") == "2")
+        #expect(Self.sample(text, "vmpulse_block_window_seconds{\(d),window=\"1h\"}") == "61.5")
+        let t = #"domain="a",target_device="drive1""#
+        #expect(Self.sample(text, "vmpulse_thin_state{\(t),state=\"set\"}") == "1")
+        #expect(Self.sample(text, "vmpulse_thin_physical_bytes{\(t)}") == "1073741824")
+        #expect(Self.sample(text, "vmpulse_thin_extensions_total{\(t)}") == "4")
+        #expect(Self.sample(text, "vmpulse_thin_last_extension_seconds{\(t)}") == "0.125")
+    }
+
+    @Test func openMetricsWhenAsked() {
+        let answer = MetricsEndpoint.answer(snapshot: [Self.vm("a")], now: MonotonicTime.now(), thin: { _, _ in [] }, ledger: LedgerStatus(),
+                                            sampler: SamplerHealth(), hostError: nil, identityConflicts: 0, interval: 1,
+                                            accept: "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        #expect(answer.contentType.hasPrefix("application/openmetrics-text"))
+        let text = answer.body
+        #expect(text.hasSuffix("# EOF\n"))
+        #expect(text.contains("# TYPE libvirt_domain_block_stats_read_bytes counter\n# UNIT libvirt_domain_block_stats_read_bytes bytes\n"))
+        #expect(text.contains("# TYPE vmpulse_domain info\n"))
+        #expect(text.contains("\nlibvirt_domain_block_stats_read_bytes_total{"))
+        let plain = MetricsEndpoint.answer(snapshot: [], now: 0, thin: { _, _ in [] }, ledger: LedgerStatus(), sampler: SamplerHealth(),
+                                           hostError: nil, identityConflicts: 0, interval: 1, accept: "text/plain")
+        #expect(plain.contentType == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(!plain.body.contains("# EOF"))
+    }
+
+    @Test func numbersAreWrittenExactly() {
+        #expect(MetricsText.number(0) == "0")
+        #expect(MetricsText.number(1e15) == "1000000000000000")
+        #expect(MetricsText.number(0.5) == "0.5")
+        #expect(MetricsText.number(.nan) == "NaN")
+        #expect(MetricsText.number(-.infinity) == "-Inf")
+    }
+}
