@@ -14,7 +14,9 @@ import VMPulseTestSupport
     @Test func prometheusSeesWhatTheGuestsWroteAndPromtoolPassesTheOutput() async throws {
         let bed = try TestBed(prefix: "prom")
         defer { bed.shutdown() }
-        let guests = [try bed.launch(GuestSpec(name: "prom-1")), try bed.launch(GuestSpec(name: "prom-2"))]
+        var withNIC = GuestSpec(name: "prom-1")
+        withNIC.tap = "vmpp\(String(UInt32.random(in: 0...0xFFFFFF), radix: 16))"  // for the interface series
+        let guests = [try bed.launch(withNIC), try bed.launch(GuestSpec(name: "prom-2"))]
         for g in guests { try await g.waitReady() }
         let agent = try bed.agent(interval: 0.5, fullInterval: 1)
         try await agent.waitReady()
@@ -77,7 +79,46 @@ import VMPulseTestSupport
                     "\(g.name): rate \(perSecond) B/s over \(window) s implies \(implied / Self.mib) MiB for \(count) MiB written")
         }
         #expect(try prometheus.query("up{job=\"vmpulse\"}").first?.value == 1)
+
+        // The Grafana dashboard in contrib/ asks only for what the agent exports, in
+        // queries Prometheus accepts; those of these guests' disks have data.
+        let exported = Set(try Self.metrics(agent).body.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { String($0.split(separator: " ")[2]) })
+        for expr in try Self.dashboardQueries() {
+            let names = Self.metricNames(in: expr)
+            #expect(!names.isEmpty, "\(expr)")
+            for name in names where !name.hasPrefix("vmpulse_thin_") {
+                #expect(exported.contains(name), "the dashboard asks for \(name), which the agent does not export")
+            }
+            let query = expr.replacingOccurrences(of: "$domain", with: "prom-.*").replacingOccurrences(of: "$__rate_interval", with: "30s")
+                .replacingOccurrences(of: "$__range", with: "5m")
+            let result = try prometheus.query(query, at: t1)
+            if expr.contains("libvirt_domain_block_stats_write_bytes_total") { #expect(result.count >= 2, "\(query)") }
+        }
         #expect(try await agent.stop() == 0)
+    }
+
+    /// Every `expr` of contrib/grafana/vmpulse-dashboard.json.
+    static func dashboardQueries() throws -> [String] {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let data = try Data(contentsOf: root.appendingPathComponent("contrib/grafana/vmpulse-dashboard.json"))
+        guard case .object(let dashboard) = try JSONParser.parse(Array(data)), case .array(let panels)? = dashboard["panels"] else {
+            throw TestBedError("the dashboard has no panels")
+        }
+        let queries = panels.flatMap { $0["targets"]?.arrayValue ?? [] }.compactMap { $0["expr"]?.stringValue }
+        guard queries.count >= 10 else { throw TestBedError("the dashboard has \(queries.count) queries") }
+        return queries
+    }
+
+    /// The metric names in a PromQL expression (`libvirt_...` and `vmpulse_...` words).
+    static func metricNames(in expr: String) -> [String] {
+        var names: [String] = []
+        var word = ""
+        for c in expr + " " {
+            if c.isLetter || c.isNumber || c == "_" { word.append(c); continue }
+            if word.hasPrefix("libvirt_") || word.hasPrefix("vmpulse_") { names.append(word) }
+            word = ""
+        }
+        return names
     }
 
     @Test func aStoppedQEMUIsMarkedStaleAndTheScrapeAnswersAtOnce() async throws {
