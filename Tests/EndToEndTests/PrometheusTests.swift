@@ -121,6 +121,44 @@ import VMPulseTestSupport
         return names
     }
 
+    /// The value of an unlabelled series in an exposition.
+    static func value(_ body: String, _ name: String) -> Double? {
+        body.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+    }
+
+    @Test func twoHundredConcurrentScrapesAreServedAndTheSamplerKeepsItsTicks() async throws {
+        let bed = try TestBed(prefix: "promload")
+        defer { bed.shutdown() }
+        for i in 1...2 {
+            var spec = GuestSpec(name: "load-\(i)")
+            spec.paused = true
+            try bed.launch(spec)
+        }
+        let agent = try bed.agent(interval: 0.5, fullInterval: 1)
+        try await agent.waitReady()
+        try await Task.sleep(for: .seconds(2))
+        let first = try Self.metrics(agent).body
+        let started = ContinuousClock.now
+        let statuses = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<200 {
+                group.addTask {
+                    await Task.detached { (try? Self.metrics(agent))?.status ?? 0 }.value
+                }
+            }
+            return await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        let elapsed = ContinuousClock.now - started
+        #expect(statuses.count == 200 && statuses.allSatisfy { $0 == 200 }, "\(Dictionary(grouping: statuses) { $0 }.mapValues(\.count))")
+        try await Task.sleep(for: .seconds(2))
+        let last = try Self.metrics(agent).body
+        let ticks = (Self.value(last, "vmpulse_agent_ticks_total") ?? 0) - (Self.value(first, "vmpulse_agent_ticks_total") ?? 0)
+        let seconds = Double((ContinuousClock.now - started).components.seconds) + 2
+        #expect(ticks >= (seconds / 0.5) - 3, "\(ticks) ticks in about \(seconds) s at 0.5 s (scrapes took \(elapsed))")
+        #expect(Self.value(last, "vmpulse_agent_skipped_passes_total") == Self.value(first, "vmpulse_agent_skipped_passes_total"),
+                "no VM was still in its pass at a tick while the scrapes ran")
+        #expect(try await agent.stop() == 0)
+    }
+
     @Test func aStoppedQEMUIsMarkedStaleAndTheScrapeAnswersAtOnce() async throws {
         let bed = try TestBed(prefix: "promstale")
         defer { bed.shutdown() }
