@@ -88,6 +88,20 @@ import VMPulseCore
         #expect(!without.contains(#"domain="a""#), "a VM that went away has no series left")
     }
 
+    @Test func twoVMsWithOneNameOrOneUUIDNeverShareASeries() {
+        let same = "77777777-2222-3333-4444-555555555555"
+        var twin = Self.vm("dup", uuid: same)
+        twin.machine = "/run/dup-2.sock"
+        let text = Self.render([Self.vm("dup", uuid: same), twin, Self.vm("dup"), Self.vm("solo", uuid: "88888888-2222-3333-4444-555555555555")])
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("vmpulse_domain_monitor_responsive{") }
+        #expect(Set(lines).count == 4, "\(lines)")
+        #expect(lines.contains(#"vmpulse_domain_monitor_responsive{domain="dup (11111111-2222-3333-4444-555555555555)"} 1"#))
+        #expect(lines.contains(#"vmpulse_domain_monitor_responsive{domain="dup (/run/dup-2.sock)"} 1"#))
+        #expect(lines.contains(#"vmpulse_domain_monitor_responsive{domain="solo"} 1"#))
+        let series = text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: " ").dropLast().joined(separator: " ") }
+        #expect(Set(series).count == series.count, "no series twice")
+    }
+
     @Test func aStaleVMIsMarked() {
         let now = MonotonicTime.now()
         let text = Self.render([Self.vm("a", responsive: false, lastAnswer: now - 42)], now: now)

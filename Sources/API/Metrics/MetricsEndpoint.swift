@@ -10,8 +10,17 @@ public enum MetricsEndpoint {
                               interval: Double, accept: String?) -> StatsEndpoint.Answer {
         let format = MetricsText.Format.negotiate(accept: accept)
         var m = MetricsText()
+        var names: [String: Int] = [:], ids: [String: Int] = [:]
         for vm in snapshot {
-            VMMetrics.add(vm, now: now, thin: thin(vm.name, vm.uuid), to: &m)
+            names[vm.name, default: 0] += 1
+            ids[vm.name + "\u{0}" + vm.uuid, default: 0] += 1
+        }
+        for vm in snapshot {
+            var domain = vm.name
+            if names[vm.name, default: 0] > 1 {
+                domain += ids[vm.name + "\u{0}" + vm.uuid, default: 0] > 1 ? " (\(vm.machine))" : " (\(vm.uuid))"
+            }
+            VMMetrics.add(vm, domain: domain, now: now, thin: thin(vm.name, vm.uuid), to: &m)
         }
         addAgent(ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
                  vms: snapshot.count, interval: interval, now: now, to: &m)

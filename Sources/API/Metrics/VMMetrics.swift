@@ -72,8 +72,11 @@ enum VMMetrics {
     static let windows: Set<String> = ["1s", "1m", "1h"]
 
     /// Adds the series of one VM, read at monotonic time `now`.
-    static func add(_ vm: VMSnapshot, now: Double, thin thinParams: [StatsParam], to m: inout MetricsText) {
-        let domain = ("domain", vm.name)
+    /// `domain` is `name` unless another VM has it too (`-name` is only a label on a plain
+    /// QEMU host); then it is `name (uuid)`, or `name (machine)` when the UUID is shared as well,
+    /// so that no two VMs' samples ever make one series.
+    static func add(_ vm: VMSnapshot, domain name: String? = nil, now: Double, thin thinParams: [StatsParam], to m: inout MetricsText) {
+        let domain = ("domain", name ?? vm.name)
         var values: [String: TypedValue] = [:]
         var indexed: [String: [Int: [String: TypedValue]]] = [:]
         for p in vm.params + thinParams {
