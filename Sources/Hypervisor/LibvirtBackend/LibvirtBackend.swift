@@ -32,6 +32,10 @@ public actor LibvirtBackend: HypervisorBackend {
     private let timeout: Duration
     private let logger: Logger
     private let calls = LibvirtCalls()
+    /// Domains whose guest-agent reading still runs on its libvirt thread (see `guestInfo`).
+    let guestCalls = MachineSet()
+    /// Domains whose last described XML has a guest-agent channel; only they are asked.
+    var agentChannels: [String: Bool] = [:]
 
     private var connection: LibvirtConnection?
     private var eventsTask: Task<Void, Never>?
@@ -213,6 +217,7 @@ public actor LibvirtBackend: HypervisorBackend {
     }
 
     private func drop(_ uuid: String) {
+        agentChannels.removeValue(forKey: machine(uuid))
         guard let d = domains.removeValue(forKey: uuid) else { return }
         if let c = d.connection {
             sink.yield(MachineEvent(machine: machine(uuid), connection: c, kind: .disconnected, receivedAt: MonotonicTime.now()))
@@ -465,6 +470,7 @@ public actor LibvirtBackend: HypervisorBackend {
         let xml = try await domainCall(machine, "virDomainGetXMLDesc") { conn, uuid throws(LibvirtError) in try conn.xmlDescription(uuid: uuid) }
         var description = try LibvirtDescription.parse(xml: xml)
         description.pid = uuid(of: machine).flatMap { domains[$0]?.instance?.pid }
+        agentChannels[machine] = description.devices.contains { $0.hasPrefix("<channel") && $0.contains("org.qemu.guest_agent.0") }
         return description
     }
 
