@@ -5,10 +5,9 @@ import VMPulseCore
 /// `guestInfo` on the libvirt backend: libvirt talks to the guest agent over the domain's
 /// `org.qemu.guest_agent.0` channel; vmpulse asks `virDomainGetGuestInfo`,
 /// `virDomainInterfaceAddresses` (source: agent) and `virDomainGetTime`. libvirt does not
-/// give the agent's version (absent). A domain without an agent channel, or whose agent
-/// does not answer, has no guest data; nor has a domain whose XML has no agent channel.
+/// give the agent's version (absent). A domain whose XML has no agent channel, or whose
+/// agent does not answer, has no guest data.
 extension LibvirtBackend {
-    ///
     /// The three calls run on one libvirt thread, and a domain gets a new one only once the
     /// last has ended: the caller gives up at its deadline, but the thread stays in libvirt
     /// until the agent's timeout or the domain's job lock lets it go (a stopped QEMU holds
