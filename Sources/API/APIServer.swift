@@ -67,6 +67,7 @@ public enum APIServer {
                 sampler: sampler.health.current, hostError: sampler.hostError.withLock { $0 },
                 identityConflicts: sampler.identities.conflicts.count, interval: interval, accept: request.headers[.accept]))
         }
+        addPanel(to: router, parts: parts, limits: limits, logger: logger)
         router.post("/rpc") { request, _ -> Response in
             var request = request
             let body: ByteBuffer
@@ -113,6 +114,36 @@ public enum APIServer {
             configuration: .init(address: .hostname(host, port: port), serverName: "vmpulse"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
+    }
+
+    /// The panel: its static files at `/`, its data at `/v1/panel` and `/v1/panel/vm?id=`,
+    /// and its live updates at `/v1/panel/stream`.
+    static func addPanel(to router: Router<BasicRequestContext>, parts: APIParts, limits: APILimits, logger: Logger) {
+        for (path, file) in PanelPage.files {
+            router.get(RouterPath(path)) { _, _ -> Response in
+                var headers: HTTPFields = [.contentType: file.contentType]
+                for (name, value) in PanelPage.headers { if let field = HTTPField.Name(name) { headers[field] = value } }
+                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: file.body)))
+            }
+        }
+        router.get("/v1/panel") { _, _ -> Response in
+            json(PanelData.overview(parts.store.current(), book: parts.book, thin: parts.thin.all(), now: MonotonicTime.now(),
+                                    wallNow: MonotonicTime.wallNow(), interval: parts.interval), status: .ok)
+        }
+        router.get("/v1/panel/vm") { request, _ -> Response in
+            guard let id = request.uri.queryParameters["id"].map(String.init) else {
+                return json(["error": .string("say which VM: /v1/panel/vm?id=ID, with an id from /v1/panel")], status: .badRequest)
+            }
+            guard let vm = parts.store.snapshot(machine: id) else {
+                return json(["error": .string("no VM has the id \(id.prefix(200)) (the ids are in /v1/panel)")], status: .notFound)
+            }
+            return json(PanelData.detail(vm, book: parts.book, thin: parts.thin.all(), now: MonotonicTime.now(), wallNow: MonotonicTime.wallNow()),
+                        status: .ok)
+        }
+        let stream = PanelStream(parts: parts, limits: limits, logger: logger)
+        router.get("/v1/panel/stream") { request, _ -> Response in
+            stream.response(vm: request.uri.queryParameters["vm"].map(String.init))
+        }
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status) -> Response {

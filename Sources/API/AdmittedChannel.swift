@@ -26,12 +26,15 @@ struct AdmittedChannel<Base: ServerChildChannel>: ServerChildChannel {
     }
 }
 
-/// Lets a request pass only with an accepted bearer token, when tokens are configured.
+/// Lets a request pass only with an accepted bearer token, when tokens are configured. The
+/// panel's page, script and style (`PanelPage.files`) hold no data and pass without one: the
+/// page asks for the token and sends it with its data requests.
 struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
     let access: APIAccess
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard access.allows(request.headers) else {
+        let open = request.method == .get && PanelPage.files[request.uri.path] != nil
+        guard open || access.allows(request.headers) else {
             return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer", .contentType: "application/json"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"error": "this API needs a bearer token (Authorization: Bearer TOKEN)"}"# + "\n")))
         }

@@ -175,6 +175,9 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let table: ConnectionTable
     private let requestTimeout: TimeAmount
     private var requestDeadline: Scheduled<Void>?
+    /// Set while the socket cannot take more: a client that stops reading an answer (a panel
+    /// stream, a large scrape) is closed when this passes, instead of holding its task for ever.
+    private var writeDeadline: Scheduled<Void>?
 
     init(table: ConnectionTable, requestTimeout: TimeAmount) {
         self.table = table
@@ -186,14 +189,29 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        requestDeadline?.cancel()
-        requestDeadline = nil
+        cancelDeadlines()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        cancelDeadlines()
+    }
+
+    private func cancelDeadlines() {
         requestDeadline?.cancel()
         requestDeadline = nil
+        writeDeadline?.cancel()
+        writeDeadline = nil
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writeDeadline?.cancel()
+        writeDeadline = nil
+        if !context.channel.isWritable {
+            let channel = context.channel
+            writeDeadline = context.eventLoop.scheduleTask(in: requestTimeout) { channel.close(promise: nil) }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

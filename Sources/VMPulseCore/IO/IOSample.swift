@@ -17,6 +17,15 @@ public enum IOOperation: String, CaseIterable, Sendable, Hashable {
         case .flush: return .flushIOs
         }
     }
+
+    /// The bytes moved; a flush moves none.
+    var bytesCounter: IOCounter? {
+        switch self {
+        case .read: return .readBytes
+        case .write: return .writeBytes
+        case .flush: return nil
+        }
+    }
 }
 
 /// One reading of one disk: when (on a monotonic clock, in seconds), its counters,

@@ -24,6 +24,13 @@ public struct IOWindows: Sendable {
 
     public var latest: IOSample? { recent.last }
 
+    /// Every held sample, oldest first: one a minute over the last hour, then each one of
+    /// the last `recentSeconds` (the panel's charts, through `IOSeries.points`).
+    public var history: [IOSample] {
+        guard let first = recent.first else { return [] }
+        return minutely.filter { $0.time < first.time } + recent
+    }
+
     /// Adds a sample. Counters that went backwards (a new QEMU) start the history anew.
     public mutating func record(_ sample: IOSample) {
         if let last = recent.last, !sample.counters.decreased(since: last.counters).isEmpty || sample.time < last.time {
@@ -58,6 +65,8 @@ public struct IOWindows: Sendable {
         public var queueDepthAvg: [IOOperation: Double] = [:]
         public var latencyP50Ns: [IOOperation: UInt64] = [:]
         public var latencyP99Ns: [IOOperation: UInt64] = [:]
+        public var bytesPerSecond: [IOOperation: Double] = [:]
+        public var opsPerSecond: [IOOperation: Double] = [:]
     }
 
     public func figures(window seconds: Double) -> Figures? {
@@ -70,6 +79,8 @@ public struct IOWindows: Sendable {
             let time = Double(d[op.timeCounter])
             let ops = d[op.opsCounter]
             if ops > 0 { f.latencyAvgNs[op] = time / Double(ops) }
+            f.opsPerSecond[op] = Double(ops) / (wallNs / 1e9)
+            if let bytes = op.bytesCounter { f.bytesPerSecond[op] = Double(d[bytes]) / (wallNs / 1e9) }
             if op != .flush { f.queueDepthAvg[op] = time / wallNs }
             // Histograms may have been switched on after the window's start: start from the first sample that has one.
             let histogramBase = base.histograms[op] != nil ? base : self.base(forWindow: seconds) { $0.histograms[op] != nil }
