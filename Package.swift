@@ -178,7 +178,8 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "VMPulseCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport", "Store", "Hypervisor", .product(name: "GRDB", package: "GRDB.swift"),
-                                                  .product(name: "HTTPTypes", package: "swift-http-types")]),
+                                                  .product(name: "HTTPTypes", package: "swift-http-types"),
+                                                  .product(name: "NIOEmbedded", package: "swift-nio")]),
         // Depends on the executable so that `swift build --build-tests` builds the `vmpulse` the tests run.
         .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "VMPulseTestSupport", "vmpulse", .product(name: "GRDB", package: "GRDB.swift"),
                                                      .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")]),

@@ -7,7 +7,8 @@ import Synchronization
 public struct APILimits: Sendable, Equatable {
     /// A connection with no complete request part for this long is closed (Hummingbird's
     /// idle timeout: this also ends a request header sent a byte at a time), and a request
-    /// whose body has not all arrived this long after its header is closed too.
+    /// whose body has not all arrived this long after its header is closed too, and so is
+    /// one whose socket takes no more of an answer for this long (a client that stopped reading).
     public var idleTimeout: Duration
     /// The most connections held at once.
     public var maxConnections: Int
@@ -164,8 +165,10 @@ final class ConnectionAdmissionHandler: ChannelInboundHandler, RemovableChannelH
 }
 
 /// On each HTTP connection, after HTTP decoding: tells the table when a request is in
-/// progress, and closes a connection whose request body does not all arrive within the
-/// timeout (a body sent a byte at a time would otherwise keep resetting Hummingbird's idle timer).
+/// progress, closes a connection whose request body does not all arrive within the
+/// timeout (a body sent a byte at a time would otherwise keep resetting Hummingbird's idle
+/// timer), and closes one that stays unwritable for the timeout (a client that stopped
+/// reading a panel stream would otherwise hold its task and its place for ever).
 final class ConnectionLimitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart

@@ -53,15 +53,20 @@ struct PanelStream: Sendable {
     static func events(parts: APIParts, vm: String?) -> String {
         let now = MonotonicTime.now(), wall = MonotonicTime.wallNow()
         let vms = parts.store.current(), thin = parts.thin.all()
-        var text = "event: overview\ndata: "
-            + JSONText.serialize(PanelData.overview(vms, book: parts.book, thin: thin, now: now, wallNow: wall, interval: parts.interval)) + "\n\n"
+        var text = frame("overview", PanelData.overview(vms, book: parts.book, thin: thin, now: now, wallNow: wall, interval: parts.interval))
         if let vm {
             if let chosen = vms.first(where: { $0.machine == vm }) {
-                text += "event: vm\ndata: " + JSONText.serialize(PanelData.detail(chosen, book: parts.book, thin: thin, now: now, wallNow: wall)) + "\n\n"
+                text += frame("vm", PanelData.detail(chosen, book: parts.book, thin: thin, now: now, wallNow: wall))
             } else {
-                text += "event: gone\ndata: " + JSONText.serialize(["id": .string(vm)]) + "\n\n"
+                text += frame("gone", ["id": .string(vm)])
             }
         }
         return text
+    }
+
+    /// One server-sent event. Compact JSON escapes every line break inside strings, so the
+    /// data is one line and a name cannot end the event or forge another.
+    static func frame(_ event: String, _ value: JSONValue) -> String {
+        "event: \(event)\ndata: " + JSONText.serialize(value) + "\n\n"
     }
 }
