@@ -1,7 +1,7 @@
 # vmpulse: the two commands a new user needs are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: setup build test fuzz demo bench bench-agent bench-thin bench-rpc clean
+.PHONY: setup build test fuzz demo bench bench-agent bench-thin bench-rpc bench-metrics clean
 
 ## setup: install QEMU and friends if missing, build the test guest
 setup:
@@ -49,6 +49,11 @@ bench-thin: setup
 bench-rpc: setup
 	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/RPCBenchmark --paused $${PAUSED:-100}
+
+## bench-metrics: GET /metrics scrape time and size for 100 paused guests and 500 simulated VMs (QMP simulator), beside the sampling period
+bench-metrics: setup
+	$(SWIFT) build -c release --static-swift-stdlib
+	.build/release/MetricsBenchmark --paused $${PAUSED:-100} --simulated $${SIMULATED:-500}
 
 clean:
 	rm -rf .build .testbed

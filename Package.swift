@@ -154,6 +154,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "MetricsBenchmark",
+            dependencies: [
+                "VMPulseTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/MetricsBenchmark",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "ThinBenchmark",
             dependencies: [
                 "VMPulseTestSupport", "QMP", "VMPulseCore",
