@@ -156,7 +156,7 @@ let package = Package(
         .executableTarget(
             name: "MetricsBenchmark",
             dependencies: [
-                "VMPulseTestSupport",
+                "VMPulseTestSupport", "VMPulseCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/MetricsBenchmark",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import VMPulseCore
 import VMPulseTestSupport
 
 /// `make bench-metrics`: what a Prometheus scrape of `GET /metrics` costs, in one run, for
@@ -36,9 +37,16 @@ struct MetricsBenchmark: AsyncParsableCommand {
 
             let simulated = bed.directory + "/simulated"
             try FileManager.default.createDirectory(atPath: simulated, withIntermediateDirectories: true)
-            let simulator = try Spawn.start(CommandLine.arguments[0], ["simulate", "--directory", simulated, "--count", "\(self.simulated)",
-                                                                       "--model", guests[0].controlSocket], outputPath: bed.directory + "/simulator.log")
-            defer { kill(simulator, SIGKILL); _ = waitpid(simulator, nil, 0) }
+            let replies = try await record(model: guests[0], bed: bed)
+            // Ten VMs per process: a real QEMU has a few dozen open files, and the agent reads
+            // /proc/PID/fd of each VM; 500 sockets in one process would make that 1000 each.
+            var simulators: [pid_t] = []
+            defer { for pid in simulators { kill(pid, SIGKILL); _ = waitpid(pid, nil, 0) } }
+            for first in stride(from: 0, to: self.simulated, by: 10) {
+                simulators.append(try Spawn.start(CommandLine.arguments[0], [
+                    "simulate", "--directory", simulated, "--first", "\(first)", "--count", "\(min(10, self.simulated - first))", "--replies", replies,
+                ], outputPath: bed.directory + "/simulator.log"))
+            }
             let up = ContinuousClock.now + .seconds(60)
             while (try? FileManager.default.contentsOfDirectory(atPath: simulated).count) ?? 0 < self.simulated, ContinuousClock.now < up {
                 try await Task.sleep(for: .milliseconds(200))
@@ -53,6 +61,23 @@ struct MetricsBenchmark: AsyncParsableCommand {
                 |---|---|---|---|---|---|---|---|---|---|
                 \(rows.joined(separator: "\n"))
                 """)
+        }
+
+        /// One simulated VM backed by the model guest's spare monitor, read by an agent through
+        /// a few full passes: every reply the agent asks for, recorded to a file.
+        func record(model: Guest, bed: TestBed) async throws -> String {
+            let directory = bed.directory + "/recording"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let simulator = try await QMPSimulator.start(directory: directory, count: 1, replies: .model(model.controlSocket))
+            let agent = try AgentProcess(socketDirectory: directory, dataDirectory: bed.directory + "/data-recording", directory: bed.directory,
+                                         interval: 0.5, flushInterval: 10, fullInterval: 1)
+            try await agent.waitReady()
+            try await Task.sleep(for: .seconds(5))
+            try await agent.stop()
+            let path = bed.directory + "/replies.json"
+            try JSONText.serialize(.object(simulator.recorded())).write(toFile: path, atomically: true, encoding: .utf8)
+            await simulator.stop()
+            return path
         }
 
         func measure(socketDirectory: String, vms: Int, label: String, bed: TestBed) async throws -> String {
@@ -114,14 +139,19 @@ struct MetricsBenchmark: AsyncParsableCommand {
         }
     }
 
-    /// The QMP simulator's process (started by `measure`; documented as a fake peer).
+    /// A QMP simulator process (started by `measure`; a fake peer, documented as such).
     struct Simulate: AsyncParsableCommand {
         @Option var directory: String
+        @Option var first = 0
         @Option var count: Int
-        @Option(help: "The spare QMP monitor of the real paused guest whose replies are replayed.") var model: String
+        @Option(help: "A JSON file of replies recorded from a real paused guest.") var replies: String
 
         func run() async throws {
-            try await QMPSimulator.serve(directory: directory, count: count, modelSocket: model)
+            let data = try Data(contentsOf: URL(fileURLWithPath: replies))
+            guard case .object(let table) = try JSONParser.parse(Array(data)) else { throw ValidationError("\(replies) is not a JSON object") }
+            _ = try await QMPSimulator.start(directory: directory, first: first, count: count, replies: .recorded(table))
+            FileHandle.standardOutput.write(Data("simulating \(count) monitors from sim-\(first) in \(directory)\n".utf8))
+            while true { try await Task.sleep(for: .seconds(3600)) }
         }
     }
 }

@@ -142,7 +142,12 @@ public enum APIServer {
         }
         let stream = PanelStream(parts: parts, limits: limits, logger: logger)
         router.get("/v1/panel/stream") { request, _ -> Response in
-            stream.response(vm: request.uri.queryParameters["vm"].map(String.init))
+            let vm = request.uri.queryParameters["vm"].map(String.init)
+            // Echoed back in `gone` every interval: an id is a socket path or a domain name, never this long.
+            if let vm, vm.utf8.count > 4096 {
+                return json(["error": .string("the vm id is over 4096 bytes (the ids are in /v1/panel)")], status: .badRequest)
+            }
+            return stream.response(vm: vm)
         }
     }
 

@@ -24,16 +24,15 @@ public final class IdentityRegistry: Sendable {
     /// key of a VM that merely stalled; nothing is billed for such a reading.
     func update(socket: String, claim: String?) -> (key: String?, conflict: LedgerKeys.Conflict?) {
         state.withLock { s in
-            if let claim { s.keys.update(socket: socket, claim: claim) }
-            report(&s)
+            // Conflicts start and end only when a claim changes: the report is not redone on every pass.
+            if let claim, s.keys.update(socket: socket, claim: claim) { report(&s) }
             return (claim == nil ? nil : s.keys.key(for: socket), s.keys.conflict(for: socket))
         }
     }
 
     func remove(socket: String) {
         state.withLock { s in
-            s.keys.remove(socket: socket)
-            report(&s)
+            if s.keys.remove(socket: socket) { report(&s) }
         }
     }
 

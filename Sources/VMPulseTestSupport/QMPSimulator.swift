@@ -6,29 +6,58 @@ import Synchronization
 import VMPulseCore
 
 /// A scripted fake peer, for scale runs only (`make bench-metrics`, 500 VMs: more QEMU
-/// processes than this machine holds): `count` QMP monitor sockets served by one process,
-/// each answering like one real paused guest. Every command is asked once of that real
-/// guest's spare monitor (`model`), and the reply is replayed to every socket after that;
-/// only `query-name` and `query-uuid` answer per socket (`sim-N` and a UUID of its own).
-/// Every socket has the simulator's pid, so figures read from /proc (CPU, threads) are the
-/// simulator's, and the vCPU thread ids of the model's replies are not found there.
-public enum QMPSimulator {
-    /// Serves the sockets `directory/sim-N.sock` until the process is killed.
-    public static func serve(directory: String, count: Int, modelSocket: String) async throws -> Never {
-        let model = try ModelMonitor(path: modelSocket)
+/// processes than this machine holds): QMP monitor sockets `sim-N.sock`, each answering
+/// like one real paused guest. With `Replies.model`, every command is asked once of that
+/// real guest's spare monitor and its reply replayed after that (`recorded()` gives them
+/// all); with `Replies.recorded`, the replies come from such a recording, so that many
+/// simulator processes can share one guest's answers (QEMU serves one client per monitor).
+/// Only `query-name` and `query-uuid` answer per socket (`sim-N` and a UUID of its own).
+/// A process's sockets all have its pid, so figures read from /proc (CPU, threads, open
+/// files) are the simulator's, and the vCPU thread ids of the model's replies are not found.
+public final class QMPSimulator: Sendable {
+    private let group: MultiThreadedEventLoopGroup
+    private let channels: [any Channel]
+
+    private init(group: MultiThreadedEventLoopGroup, channels: [any Channel], monitor: ModelMonitor) {
+        self.group = group
+        self.channels = channels
+        self.monitor = monitor
+    }
+
+    public enum Replies: Sendable {
+        /// The spare monitor (`Guest.controlSocket`) of a real paused guest.
+        case model(String)
+        /// Replies recorded by `recorded()`, keyed by command.
+        case recorded([String: JSONValue])
+    }
+
+    /// Every reply asked of the model so far, keyed by command (for `Replies.recorded`).
+    public func recorded() -> [String: JSONValue] { monitor.recorded() }
+
+    private let monitor: ModelMonitor
+
+    /// Serves the sockets `directory/sim-N.sock`, N from `first` to `first + count - 1`, until `stop`.
+    public static func start(directory: String, first: Int = 0, count: Int, replies: Replies) async throws -> QMPSimulator {
+        let model = try ModelMonitor(replies)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        for i in 0..<count {
+        var channels: [any Channel] = []
+        for i in first..<(first + count) {
             let name = "sim-\(i)", uuid = String(format: "5e000000-0000-4000-8000-%012x", i)
-            _ = try await ServerBootstrap(group: group)
+            channels.append(try await ServerBootstrap(group: group)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(Monitor(name: name, uuid: uuid, model: model))
                     }
                 }
-                .bind(unixDomainSocketPath: "\(directory)/\(name).sock", cleanupExistingSocketFile: true).get()
+                .bind(unixDomainSocketPath: "\(directory)/\(name).sock", cleanupExistingSocketFile: true).get())
         }
-        FileHandle.standardOutput.write(Data("simulating \(count) monitors in \(directory)\n".utf8))
-        while true { try await Task.sleep(for: .seconds(3600)) }
+        return QMPSimulator(group: group, channels: channels, monitor: model)
+    }
+
+    /// Closes every socket (and the connections on them) and ends the simulator's thread.
+    public func stop() async {
+        for c in channels { try? await c.close() }
+        try? await group.shutdownGracefully()
     }
 
     /// One simulated monitor connection.
@@ -77,8 +106,32 @@ public enum QMPSimulator {
     /// agent's first full pass, before anything is measured.
     final class ModelMonitor: Sendable {
         let greeting: String
-        private let fd: Int32
+        private let fd: Int32?
         private let cache = Mutex<[String: [String: JSONValue]]>([:])
+        static let greetingKey = "greeting"
+
+        convenience init(_ replies: Replies) throws {
+            switch replies {
+            case .model(let path): try self.init(path: path)
+            case .recorded(let table): self.init(recorded: table)
+            }
+        }
+
+        init(recorded table: [String: JSONValue]) {
+            fd = nil
+            greeting = table[Self.greetingKey].map { JSONText.serialize($0) } ?? #"{"QMP": {"version": {}, "capabilities": []}}"#
+            cache.withLock { c in for (k, v) in table where k != Self.greetingKey { if let o = v.objectValue { c[k] = o } } }
+        }
+
+        deinit {
+            if let fd { close(fd) }
+        }
+
+        func recorded() -> [String: JSONValue] {
+            var out = cache.withLock { $0.mapValues { JSONValue.object($0) } }
+            out[Self.greetingKey] = (try? JSONParser.parse(Array(greeting.utf8))) ?? .null
+            return out
+        }
 
         init(path: String) throws {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -100,6 +153,7 @@ public enum QMPSimulator {
             let key = JSONText.serialize(request)
             return cache.withLock { cache in
                 if let known = cache[key] { return known }
+                guard let fd else { return ["error": ["class": "CommandNotFound", "desc": .string("the recording has no reply to \(key)")]] }
                 let answer = (try? Self.ask(fd, key)).flatMap { try? JSONParser.parse(Array($0.utf8)) }?.objectValue
                     ?? ["error": ["class": "GenericError", "desc": "the model monitor did not answer"]]
                 cache[key] = answer

@@ -1,6 +1,6 @@
 @testable import API
 @testable import Agent
-import Hypervisor
+@testable import Hypervisor
 import Testing
 import VMPulseCore
 
@@ -111,22 +111,40 @@ import VMPulseCore
         #expect(!never.contains("vmpulse_domain_stats_age_seconds{"), "no age for a VM that never answered")
     }
 
-    @Test func windowsPercentilesAndThinDisks() {
-        let extra = [StatsParam("io.count", .uint(1)), StatsParam("io.0.name", .string("drive0")),
-                     StatsParam("io.0.write_latency_avg_ns.1m", .double(250_000)), StatsParam("io.0.write_latency_p99_ns.1s", .uint(4_000_000)),
-                     StatsParam("io.0.write_queue_depth_avg.1h", .double(1.25)), StatsParam("io.0.invalid_write_ios", .uint(3)),
-                     StatsParam("io.0.flush_ios_error", .uint(2)), StatsParam("io.0.window_seconds.1h", .double(61.5)),
-                     StatsParam("thin.count", .uint(1)), StatsParam("thin.0.name", .string("drive1")), StatsParam("thin.0.state", .string("set")),
+    @Test func windowsPercentilesAndThinDisks() throws {
+        // A disk writing 100 times a second, 250 µs each, watched for 61 s, with a write histogram.
+        var windows = IOWindows()
+        var counters = BlockCounters([.invalidWriteIOs: 3, .flushIOsError: 2])
+        let start = MonotonicTime.now() - 61
+        for t in 0...61 {
+            counters[.writeIOs] = 100 * UInt64(t)
+            counters[.totalWriteTimeNs] = 100 * UInt64(t) * 250_000
+            let histogram = LatencyHistogram(boundaries: [1_000_000, 10_000_000], bins: [0, 100 * UInt64(t), 0])
+            windows.record(IOSample(time: start + Double(t), counters: counters, histograms: [.write: histogram]))
+        }
+        var vm = Self.vm("a")
+        vm.disks = [DiskIOReading(name: "drive0", path: "/img/a.qcow2", counters: counters, histograms: [:], idleTimeNs: 5_000_000_000, allocation: 0)]
+        vm.windows = ["drive0": windows]
+        let extra = [StatsParam("thin.count", .uint(1)), StatsParam("thin.0.name", .string("drive1")), StatsParam("thin.0.state", .string("set")),
                      StatsParam("thin.0.physical", .uint(1 << 30)), StatsParam("thin.0.extensions", .uint(4)),
                      StatsParam("thin.0.last_extension_ms", .double(125))]
-        let text = Self.render([Self.vm("a")], extra: extra)
+        let text = Self.render([vm], extra: extra)
         let d = #"domain="a",target_device="drive0""#
         #expect(Self.sample(text, "vmpulse_block_latency_average_seconds{\(d),window=\"1m\",operation=\"write\"}") == "0.00025")
-        #expect(Self.sample(text, "vmpulse_block_latency_percentile_seconds{\(d),window=\"1s\",operation=\"write\",percentile=\"p99\"}") == "0.004")
-        #expect(Self.sample(text, "vmpulse_block_queue_depth{\(d),window=\"1h\",operation=\"write\"}") == "1.25")
+        let p99 = try #require(windows.figures(window: 1)?.latencyP99Ns[.write])
+        #expect(p99 > 1_000_000 && p99 <= 10_000_000)
+        #expect(Self.sample(text, "vmpulse_block_latency_percentile_seconds{\(d),window=\"1s\",operation=\"write\",percentile=\"p99\"}")
+                == MetricsText.number(Double(p99) * 1e-9))
+        #expect(Self.sample(text, "vmpulse_block_queue_depth{\(d),window=\"1h\",operation=\"write\"}") == "0.025")
         #expect(Self.sample(text, "vmpulse_block_invalid_requests_total{\(d),operation=\"write\"}") == "3")
         #expect(Self.sample(text, "vmpulse_block_failed_requests_total{\(d),operation=\"flush\"}") == "2")
-        #expect(Self.sample(text, "vmpulse_block_window_seconds{\(d),window=\"1h\"}") == "61.5")
+        #expect(Self.sample(text, "vmpulse_block_window_seconds{\(d),window=\"1h\"}") == "61")
+        #expect(Self.sample(text, "vmpulse_block_idle_seconds{\(d)}") == "5")
+        #expect(text.contains("vmpulse_block_unmap_bytes_total{\(d)} 0"), "QEMU reports unmaps: a zero is a value")
+        // libvirt reports no unmap, invalid or failed operations: they are left out, not zero.
+        vm.disks[0].unreported = [.unmapBytes, .invalidWriteIOs]
+        let partial = Self.render([vm])
+        #expect(!partial.contains("vmpulse_block_unmap_bytes_total{") && !partial.contains("operation=\"write\"} 3"))
         let t = #"domain="a",target_device="drive1""#
         #expect(Self.sample(text, "vmpulse_thin_state{\(t),state=\"set\"}") == "1")
         #expect(Self.sample(text, "vmpulse_thin_physical_bytes{\(t)}") == "1073741824")

@@ -73,6 +73,8 @@ import VMPulseTestSupport
         #expect(page.status == 200 && page.headers["content-security-policy"]?.contains("script-src 'self'") == true, "\(page.headers)")
         #expect(try HTTPGet.fetch(port: agent.port, path: "/panel.js").headers["content-type"]?.hasPrefix("text/javascript") == true)
         #expect(try HTTPGet.fetch(port: agent.port, path: "/panel.js.map").status == 404)
+        let (_, longHead) = try Self.stream(agent, query: "?vm=" + String(repeating: "y", count: 5000))
+        #expect(longHead.hasPrefix("HTTP/1.1 400"), "an id too long to echo: \(longHead)")
     }
 
     @Test func withATokenThePageLoadsAndItsDataNeedsTheToken() async throws {

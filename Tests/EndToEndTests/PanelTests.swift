@@ -120,4 +120,45 @@ import VMPulseTestSupport
         let lint = try PrometheusServer.check(metrics: metrics, directory: bed.directory)
         #expect(lint.status == 0, "promtool check metrics: \(lint.output)")
     }
+
+    /// 100 VMs (the QMP simulator, a fake peer replaying one real paused guest's replies, since
+    /// this machine cannot boot 100 guests for one test): the list shows them all, and search,
+    /// sort and choosing a row work on it while it updates.
+    @Test func aHundredVMsCanBeSearchedSortedAndChosen() async throws {
+        let bed = try TestBed(prefix: "panel100")
+        defer { bed.shutdown() }
+        var spec = GuestSpec(name: "model")
+        spec.paused = true
+        let model = try bed.launch(spec)
+        let simulated = bed.directory + "/simulated"
+        try FileManager.default.createDirectory(atPath: simulated, withIntermediateDirectories: true)
+        let simulator = try await QMPSimulator.start(directory: simulated, count: 100, replies: .model(model.controlSocket))
+        let agent = try AgentProcess(socketDirectory: simulated, dataDirectory: bed.directory + "/data", directory: bed.directory,
+                                     interval: 1, fullInterval: 5)
+        let browser = try HeadlessChromium(url: "http://127.0.0.1:\(agent.port)/", directory: bed.directory + "/chromium")
+        defer { browser.stop() }
+        try await agent.waitReady()
+        try await browser.waitListening()
+        let png = try await browser.withPage { page -> Data in
+            try await page.wait(until: "document.getElementById('count').textContent === '100 of 100 VMs'", timeout: .seconds(60))
+            let first = try await page.evaluate("document.querySelector('#vms tbody tr td.name').textContent")
+            #expect(first == "sim-0", "sorted by name: \(first)")
+            _ = try await page.evaluate("(() => { const s = document.getElementById('search'); s.value = 'sim-42'; s.dispatchEvent(new Event('input')); })()")
+            #expect(try await page.evaluate("document.getElementById('count').textContent") == "1 of 100 VMs")
+            // The filter holds across live updates.
+            let seen = try await page.evaluate("window.vmpulsePanel.updates")
+            try await page.wait(until: "window.vmpulsePanel.updates >= \(seen.int64Value ?? 0) + 2")
+            #expect(try await page.evaluate("[...document.querySelectorAll('#vms td.name')].map(td => td.textContent)") == ["sim-42"])
+            _ = try await page.evaluate("(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); document.querySelector('th[data-sort=name]').click(); })()")
+            #expect(try await page.evaluate("document.querySelector('#vms tbody tr td.name').textContent") == "sim-99", "a second click on Name sorts down")
+            _ = try await page.evaluate("[...document.querySelectorAll('#vms tbody tr')].find(tr => tr.querySelector('td.name').textContent === 'sim-7').click()")
+            try await page.wait(until: "document.getElementById('vm-name') && document.getElementById('vm-name').textContent === 'sim-7'")
+            #expect(try await page.evaluate("document.querySelectorAll('#vms tbody tr.chosen').length") == .int(1))
+            return try await page.screenshot()
+        }
+        try FileManager.default.createDirectory(atPath: Self.artefacts, withIntermediateDirectories: true)
+        try png.write(to: URL(fileURLWithPath: Self.artefacts + "/panel-100.png"))
+        try await agent.stop()
+        await simulator.stop()
+    }
 }

@@ -8,7 +8,7 @@ import Synchronization
 import VMPulseCore
 
 /// `GET /v1/panel/stream`: server-sent events for the panel. Every sampling interval it
-/// sends an `overview` event (every VM's row) and, with `?vm=ID`, a `vm` event (that VM's
+/// (at most every 5 s) sends an `overview` event (every VM's row) and, with `?vm=ID`, a `vm` event (that VM's
 /// detail), each built from the latest snapshots. A stream is a request that never ends,
 /// so streams are counted against `api.max_subscribers` (beside the WebSockets), end on
 /// the agent's shutdown, and end when the client stops reading (`ConnectionLimitHandler`
@@ -30,7 +30,8 @@ struct PanelStream: Sendable {
             return APIServer.json(["error": .string("too many panel streams are open (api.max_subscribers is \(limits.maxSubscribers))")],
                                   status: .serviceUnavailable)
         }
-        let parts = parts, open = open, period = Duration.seconds(max(0.2, parts.interval))
+        // At most 5 s apart even with a long sampling interval, so the data's age keeps moving.
+        let parts = parts, open = open, period = Duration.seconds(min(5, max(0.2, parts.interval)))
         let body = ResponseBody { writer in
             defer { open.value.subtract(1, ordering: .relaxed) }
             let stopping = Atomic<Bool>(false)
