@@ -163,7 +163,7 @@ public enum APIServer {
             if let field = HTTPField.Name(name) { headers[field] = value }
         }
         return Response(status: HTTPResponse.Status(code: answer.status), headers: headers,
-                        body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body)))
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.bytes)))
     }
 }
 

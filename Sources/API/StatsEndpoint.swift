@@ -14,8 +14,22 @@ public enum StatsEndpoint {
     public struct Answer: Sendable, Equatable {
         public var status: Int
         public var contentType: String
-        public var body: String
+        /// The body's bytes (UTF-8), as they are sent.
+        public var bytes: [UInt8]
         public var headers: [String: String] = [:]
+
+        public init(status: Int, contentType: String, body: String, headers: [String: String] = [:]) {
+            self.init(status: status, contentType: contentType, bytes: Array(body.utf8), headers: headers)
+        }
+
+        public init(status: Int, contentType: String, bytes: [UInt8], headers: [String: String] = [:]) {
+            self.status = status
+            self.contentType = contentType
+            self.bytes = bytes
+            self.headers = headers
+        }
+
+        public var body: String { String(decoding: bytes, as: UTF8.self) }
     }
 
     public static let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .thin, .iothread]

@@ -24,7 +24,7 @@ public enum MetricsEndpoint {
         }
         addAgent(ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
                  vms: snapshot.count, interval: interval, now: now, to: &m)
-        return StatsEndpoint.Answer(status: 200, contentType: format.contentType, body: m.render(format))
+        return StatsEndpoint.Answer(status: 200, contentType: format.contentType, bytes: m.bytes(format))
     }
 
     static func addAgent(ledger: LedgerStatus, sampler: SamplerHealth, hostError: String?, identityConflicts: Int,
