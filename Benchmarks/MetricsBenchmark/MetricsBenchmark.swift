@@ -35,6 +35,8 @@ struct MetricsBenchmark: AsyncParsableCommand {
             }
             var rows = [try await measure(socketDirectory: bed.socketDirectory, vms: paused, label: "\(paused) paused guests", bed: bed)]
 
+            // The paused guests take CPU of their own (TCG): only the model stays for the simulated case.
+            for guest in guests.dropFirst() { guest.stop() }
             let simulated = bed.directory + "/simulated"
             try FileManager.default.createDirectory(atPath: simulated, withIntermediateDirectories: true)
             let replies = try await record(model: guests[0], bed: bed)

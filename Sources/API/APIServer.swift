@@ -1,4 +1,5 @@
 import Agent
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -62,10 +63,11 @@ public enum APIServer {
         }
         let interval = parts.interval
         router.get("/metrics") { request, _ -> Response in
-            response(MetricsEndpoint.answer(
-                snapshot: store.current(), now: MonotonicTime.now(), thin: thin.params(vmName:vmUUID:), ledger: ledger.status,
+            response(await MetricsEndpoint.answer(
+                snapshot: store.current(), now: MonotonicTime.now(), thin: { thin.params(vmName: $0, vmUUID: $1) }, ledger: ledger.status,
                 sampler: sampler.health.current, hostError: sampler.hostError.withLock { $0 },
-                identityConflicts: sampler.identities.conflicts.count, interval: interval, accept: request.headers[.accept]))
+                identityConflicts: sampler.identities.conflicts.count, interval: interval, accept: request.headers[.accept],
+                parts: ProcessInfo.processInfo.activeProcessorCount))
         }
         addPanel(to: router, parts: parts, limits: limits, logger: logger)
         router.post("/rpc") { request, _ -> Response in

@@ -175,4 +175,24 @@ import VMPulseCore
         #expect(MetricsText.number(.nan) == "NaN")
         #expect(MetricsText.number(-.infinity) == "-Inf")
     }
+
+    /// The scrape written in two tasks has the same samples, each family once and whole.
+    @Test func writtenInPartsItIsTheSameExposition() async {
+        let vms = (0..<120).map { Self.vm("vm-\($0)", uuid: "u-\($0)", readBytes: UInt64($0)) } + [Self.vm("vm-7", uuid: "u-dup")]
+        let now = MonotonicTime.now()
+        let one = MetricsEndpoint.answer(snapshot: vms, now: now, thin: { _, _ in [] }, ledger: LedgerStatus(), sampler: SamplerHealth(),
+                                         hostError: nil, identityConflicts: 0, interval: 1, accept: nil).body
+        let two = await MetricsEndpoint.answer(snapshot: vms, now: now, thin: { _, _ in [] }, ledger: LedgerStatus(), sampler: SamplerHealth(),
+                                               hostError: nil, identityConflicts: 0, interval: 1, accept: nil, parts: 2).body
+        #expect(one.split(separator: "\n").sorted() == two.split(separator: "\n").sorted())
+        var seen: [String] = []
+        for line in two.split(separator: "\n") where !line.hasPrefix("#") {
+            let name = String(line.prefix { $0 != "{" && $0 != " " })
+            if seen.last != name {
+                #expect(!seen.contains(name), "\(name)'s samples are together")
+                seen.append(name)
+            }
+        }
+        #expect(two.contains(#"domain="vm-7 (u-dup)""#) && two.contains(#"domain="vm-7 (u-7)""#), "duplicate names stay apart across parts")
+    }
 }

@@ -8,22 +8,58 @@ public enum MetricsEndpoint {
     public static func answer(snapshot: [VMSnapshot], now: Double, thin: (String, String) -> [StatsParam],
                               ledger: LedgerStatus, sampler: SamplerHealth, hostError: String?, identityConflicts: Int,
                               interval: Double, accept: String?) -> StatsEndpoint.Answer {
-        let format = MetricsText.Format.negotiate(accept: accept)
+        let domains = domainNames(snapshot)
         var m = MetricsText()
+        for (vm, domain) in zip(snapshot, domains) { VMMetrics.add(vm, domain: domain, now: now, thin: thin(vm.name, vm.uuid), to: &m) }
+        return finish(m, ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
+                      vms: snapshot.count, interval: interval, now: now, accept: accept)
+    }
+
+    /// The same answer, the VMs' series written in `parts` tasks at once and joined in order:
+    /// on a 2-core host a 500-VM scrape took 48 ms in one task (`make bench-metrics`).
+    public static func answer(snapshot: [VMSnapshot], now: Double, thin: @escaping @Sendable (String, String) -> [StatsParam],
+                              ledger: LedgerStatus, sampler: SamplerHealth, hostError: String?, identityConflicts: Int,
+                              interval: Double, accept: String?, parts: Int) async -> StatsEndpoint.Answer {
+        let domains = domainNames(snapshot)
+        let size = max(50, (snapshot.count + max(1, parts) - 1) / max(1, parts))
+        let chunks = stride(from: 0, to: snapshot.count, by: size).map { $0..<min($0 + size, snapshot.count) }
+        let rendered = await withTaskGroup(of: (Int, MetricsText).self) { group in
+            for (i, range) in chunks.enumerated() {
+                group.addTask {
+                    var m = MetricsText()
+                    for j in range { VMMetrics.add(snapshot[j], domain: domains[j], now: now, thin: thin(snapshot[j].name, snapshot[j].uuid), to: &m) }
+                    return (i, m)
+                }
+            }
+            return await group.reduce(into: [MetricsText](repeating: MetricsText(), count: chunks.count)) { $0[$1.0] = $1.1 }
+        }
+        var m = MetricsText()
+        for part in rendered { m.append(part) }
+        return finish(m, ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
+                      vms: snapshot.count, interval: interval, now: now, accept: accept)
+    }
+
+    /// Each VM's `domain` label: its name, unless another VM has it too (`-name` is only a
+    /// label on a plain QEMU host); then `name (uuid)`, or `name (machine)` when the UUID is
+    /// shared as well, so that no two VMs' samples ever make one series.
+    static func domainNames(_ snapshot: [VMSnapshot]) -> [String] {
         var names: [String: Int] = [:], ids: [String: Int] = [:]
         for vm in snapshot {
             names[vm.name, default: 0] += 1
             ids[vm.name + "\u{0}" + vm.uuid, default: 0] += 1
         }
-        for vm in snapshot {
-            var domain = vm.name
-            if names[vm.name, default: 0] > 1 {
-                domain += ids[vm.name + "\u{0}" + vm.uuid, default: 0] > 1 ? " (\(vm.machine))" : " (\(vm.uuid))"
-            }
-            VMMetrics.add(vm, domain: domain, now: now, thin: thin(vm.name, vm.uuid), to: &m)
+        return snapshot.map { vm in
+            guard names[vm.name, default: 0] > 1 else { return vm.name }
+            return vm.name + (ids[vm.name + "\u{0}" + vm.uuid, default: 0] > 1 ? " (\(vm.machine))" : " (\(vm.uuid))")
         }
+    }
+
+    static func finish(_ vmSeries: MetricsText, ledger: LedgerStatus, sampler: SamplerHealth, hostError: String?, identityConflicts: Int,
+                       vms: Int, interval: Double, now: Double, accept: String?) -> StatsEndpoint.Answer {
+        var m = vmSeries
+        let format = MetricsText.Format.negotiate(accept: accept)
         addAgent(ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
-                 vms: snapshot.count, interval: interval, now: now, to: &m)
+                 vms: vms, interval: interval, now: now, to: &m)
         return StatsEndpoint.Answer(status: 200, contentType: format.contentType, bytes: m.bytes(format))
     }
 

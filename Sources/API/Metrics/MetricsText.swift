@@ -8,7 +8,7 @@
 /// none of that state: a counter is what QEMU says now (a new QEMU starts from zero, which
 /// Prometheus' `rate()` reads as a counter reset), and a VM that is gone is simply not in
 /// the next scrape, so Prometheus marks its series stale.
-public struct MetricsText {
+public struct MetricsText: Sendable {
     public enum Format: Sendable {
         case prometheus
         case openMetrics
@@ -32,7 +32,7 @@ public struct MetricsText {
     }
 
     /// One metric family: every sample of a name, written together under its HELP and TYPE.
-    struct Family {
+    struct Family: Sendable {
         var name: String
         var kind: Kind
         var help: String
@@ -50,7 +50,7 @@ public struct MetricsText {
     /// A set of labels, escaped and written once (`{a="x",b="y"}`) however many samples
     /// carry it: a 500-VM scrape wrote the same VM's labels 40 times over (perf, `make bench-metrics`).
     public struct Labels: Sendable {
-        private var inner = ""
+        private(set) var inner = ""
         /// `{inner}`, or nothing: kept written, since every sample of the set takes it.
         private(set) var text = ""
 
@@ -82,6 +82,13 @@ public struct MetricsText {
     }
 
     public mutating func add(_ name: String, _ kind: Kind, _ help: String, unit: String? = nil, labels: Labels, value: Double) {
+        add(name, kind, help, unit: unit, labels: labels, extra: "", value: value)
+    }
+
+    /// Adds one sample whose labels are `labels` and then `extra`, a fragment already
+    /// escaped (`,window="1m",operation="read"`): the constant labels of a VM's windows,
+    /// written once for every disk instead of once per sample.
+    public mutating func add(_ name: String, _ kind: Kind, _ help: String, unit: String? = nil, labels: Labels, extra: String, value: Double) {
         let i: Int
         if let known = index[name] {
             i = known
@@ -91,13 +98,32 @@ public struct MetricsText {
             families.append(Family(name: name, kind: kind, help: help, unit: unit))
         }
         families[i].lines.append(contentsOf: name.utf8)
-        families[i].lines.append(contentsOf: labels.text.utf8)
+        if extra.isEmpty {
+            families[i].lines.append(contentsOf: labels.text.utf8)
+        } else {
+            families[i].lines.append(UInt8(ascii: "{"))
+            families[i].lines.append(contentsOf: labels.inner.utf8)
+            families[i].lines.append(contentsOf: (labels.inner.isEmpty ? extra.dropFirst() : Substring(extra)).utf8)
+            families[i].lines.append(UInt8(ascii: "}"))
+        }
         families[i].lines.append(UInt8(ascii: " "))
         families[i].lines.append(contentsOf: Self.number(value).utf8)
         families[i].lines.append(UInt8(ascii: "\n"))
     }
 
     public var isEmpty: Bool { families.isEmpty }
+
+    /// Adds every sample of `other` after this one's, family by family.
+    public mutating func append(_ other: MetricsText) {
+        for f in other.families {
+            if let i = index[f.name] {
+                families[i].lines.append(contentsOf: f.lines)
+            } else {
+                index[f.name] = families.count
+                families.append(f)
+            }
+        }
+    }
 
     /// The whole exposition, ending with `# EOF` in OpenMetrics.
     public func render(_ format: Format) -> String {

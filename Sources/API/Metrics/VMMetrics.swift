@@ -200,36 +200,44 @@ enum VMMetrics {
         }
         let invalid: [IOCounter] = [.invalidReadIOs, .invalidWriteIOs, .invalidFlushIOs, .invalidUnmapIOs]
         let failed: [IOCounter] = [.readIOsError, .writeIOsError, .flushIOsError, .unmapIOsError]
-        for (i, op) in operations.enumerated() {
-            let l = labels.adding("operation", op)
+        for i in operations.indices {
+            let l = Fragments.operation[i]
             if let v = counter(invalid[i]) {
-                m.add("vmpulse_block_invalid_requests_total", .counter, "Requests a block device refused as invalid, by operation.", labels: l, value: v)
+                m.add("vmpulse_block_invalid_requests_total", .counter, "Requests a block device refused as invalid, by operation.", labels: labels, extra: l, value: v)
             }
             if let v = counter(failed[i]) {
-                m.add("vmpulse_block_failed_requests_total", .counter, "Requests that failed on a block device, by operation.", labels: l, value: v)
+                m.add("vmpulse_block_failed_requests_total", .counter, "Requests that failed on a block device, by operation.", labels: labels, extra: l, value: v)
             }
         }
         guard let windows else { return }
-        for (window, seconds) in IOWindows.windows {
+        for (w, (_, seconds)) in IOWindows.windows.enumerated() {
             guard let f = windows.figures(window: seconds) else { continue }
-            let w = labels.adding("window", window)
-            m.add("vmpulse_block_window_seconds", .gauge, "How much time a window really covers, in seconds.", unit: "seconds", labels: w, value: f.seconds)
-            for op in [IOOperation.read, .write, .flush] {
-                let l = w.adding("operation", op.rawValue)
+            m.add("vmpulse_block_window_seconds", .gauge, "How much time a window really covers, in seconds.", unit: "seconds", labels: labels,
+                  extra: Fragments.window[w], value: f.seconds)
+            for (o, op) in [IOOperation.read, .write, .flush].enumerated() {
+                let l = Fragments.windowOperation[w][o]
                 if let v = f.latencyAvgNs[op] {
                     m.add("vmpulse_block_latency_average_seconds", .gauge, "Average latency of a block device's requests over a window, in seconds.",
-                          unit: "seconds", labels: l, value: v * nanoseconds)
+                          unit: "seconds", labels: labels, extra: l, value: v * nanoseconds)
                 }
-                for (name, value) in [("p50", f.latencyP50Ns[op]), ("p99", f.latencyP99Ns[op])] {
+                for (p, value) in [f.latencyP50Ns[op], f.latencyP99Ns[op]].enumerated() {
                     if let v = value {
                         m.add("vmpulse_block_latency_percentile_seconds", .gauge, "Latency percentile (p50, p99) of a block device's requests over a window (from QEMU's histograms), in seconds.",
-                              unit: "seconds", labels: l.adding("percentile", name), value: Double(v) * nanoseconds)
+                              unit: "seconds", labels: labels, extra: l + Fragments.percentile[p], value: Double(v) * nanoseconds)
                     }
                 }
                 if op != .flush, let v = f.queueDepthAvg[op] {
-                    m.add("vmpulse_block_queue_depth", .gauge, "Average requests in flight on a block device over a window.", labels: l, value: v)
+                    m.add("vmpulse_block_queue_depth", .gauge, "Average requests in flight on a block device over a window.", labels: labels, extra: l, value: v)
                 }
             }
         }
+    }
+
+    /// The constant labels of the `io` series, escaped once (none of them needs escaping).
+    enum Fragments {
+        static let operation = operations.map { #",operation=""# + $0 + #"""# }
+        static let window = IOWindows.windows.map { #",window=""# + $0.label + #"""# }
+        static let windowOperation = window.map { w in ["read", "write", "flush"].map { w + #",operation=""# + $0 + #"""# } }
+        static let percentile = [#",percentile="p50""#, #",percentile="p99""#]
     }
 }

@@ -4,12 +4,12 @@ public struct IOPoint: Sendable, Equatable {
     public var time: Double
     /// How long the interval is.
     public var seconds: Double
-    public var bytesPerSecond: [IOOperation: Double] = [:]
-    public var opsPerSecond: [IOOperation: Double] = [:]
+    public var bytesPerSecond: PerOperation<Double> = [:]
+    public var opsPerSecond: PerOperation<Double> = [:]
     /// Δ total time / Δ operations; absent when there was no such operation.
-    public var latencyAvgNs: [IOOperation: Double] = [:]
+    public var latencyAvgNs: PerOperation<Double> = [:]
     /// From the histograms' deltas, when QEMU keeps histograms at both ends.
-    public var latencyP99Ns: [IOOperation: UInt64] = [:]
+    public var latencyP99Ns: PerOperation<UInt64> = [:]
     /// Reads and writes in flight on average (Little's law: their time per second of wall time).
     public var queueDepth: Double
 

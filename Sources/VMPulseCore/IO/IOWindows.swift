@@ -64,12 +64,12 @@ public struct IOWindows: Sendable {
     /// The figures of one window.
     public struct Figures: Sendable, Equatable {
         public var seconds: Double
-        public var latencyAvgNs: [IOOperation: Double] = [:]
-        public var queueDepthAvg: [IOOperation: Double] = [:]
-        public var latencyP50Ns: [IOOperation: UInt64] = [:]
-        public var latencyP99Ns: [IOOperation: UInt64] = [:]
-        public var bytesPerSecond: [IOOperation: Double] = [:]
-        public var opsPerSecond: [IOOperation: Double] = [:]
+        public var latencyAvgNs: PerOperation<Double> = [:]
+        public var queueDepthAvg: PerOperation<Double> = [:]
+        public var latencyP50Ns: PerOperation<UInt64> = [:]
+        public var latencyP99Ns: PerOperation<UInt64> = [:]
+        public var bytesPerSecond: PerOperation<Double> = [:]
+        public var opsPerSecond: PerOperation<Double> = [:]
     }
 
     public func figures(window seconds: Double) -> Figures? {
