@@ -143,6 +143,8 @@ import VMPulseTestSupport
             try await page.wait(until: "document.getElementById('count').textContent === '100 of 100 VMs'", timeout: .seconds(60))
             let first = try await page.evaluate("document.querySelector('#vms tbody tr td.name').textContent")
             #expect(first == "sim-0", "sorted by name: \(first)")
+            let natural = try await page.evaluate("(() => { const n = [...document.querySelectorAll('#vms td.name')].map(td => td.textContent); return n.indexOf('sim-10') - n.indexOf('sim-9'); })()")
+            #expect(natural == .int(1), "names in natural order: sim-9 just before sim-10")
             _ = try await page.evaluate("(() => { const s = document.getElementById('search'); s.value = 'sim-42'; s.dispatchEvent(new Event('input')); })()")
             #expect(try await page.evaluate("document.getElementById('count').textContent") == "1 of 100 VMs")
             // The filter holds across live updates.

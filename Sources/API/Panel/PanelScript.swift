@@ -44,7 +44,8 @@ enum PanelScript {
             rows.sort((a, b) => {
               const x = value(a), y = value(b);
               if (x == null || y == null) return (x == null) - (y == null);
-              const c = typeof x === 'string' ? x.localeCompare(y) : x - y;
+              // Natural order for names: vm-9 before vm-10.
+              const c = typeof x === 'string' ? x.localeCompare(y, undefined, { numeric: true }) : x - y;
               return c * dir || a.id.localeCompare(b.id);
             });
             const body = el('tbody');
