@@ -150,12 +150,7 @@ public struct MetricsText: Sendable {
         return out
     }
 
-    /// `{a="x",b="y"}`, or nothing without labels. A label value is escaped as both formats
-    /// say: backslash, double quote and line feed.
-    static func labels(_ labels: [(String, String)]) -> String {
-        Labels(labels).text
-    }
-
+    /// A label value escaped as both formats say: backslash, double quote and line feed.
     static func escape(_ value: String) -> String {
         // By scalars: "\r\n" is one Character, whose line feed must be escaped too.
         guard value.unicodeScalars.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return value }

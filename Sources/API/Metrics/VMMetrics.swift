@@ -146,7 +146,8 @@ enum VMMetrics {
     }
 
     /// `group.N.suffix` split in three, or nil for a key without an index. By hand over the
-    /// bytes: `split` made an array per key, 7 % of a 500-VM scrape (perf, `make bench-metrics`);
+    /// bytes: `split` made an array per key, 7 % of the agent's CPU under back-to-back 500-VM scrapes
+    /// (perf, `make bench-metrics`);
     /// the parts are short enough to be Swift's inline small strings.
     static func indexedKey(_ key: String) -> (String, Int, String)? {
         let u = key.utf8
