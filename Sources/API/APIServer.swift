@@ -17,11 +17,14 @@ public struct APIParts: Sendable {
     public var thin: ThinStatusStore
     public var book: StatusBook?
     public var bus: AgentEventBus
+    /// The heartbeat watchdog, when the agent runs one.
+    public var heartbeat: HeartbeatService?
     /// The sampling interval, in seconds (exported with the metrics).
     public var interval: Double
 
     public init(store: SnapshotStore, ledger: LedgerService, sampler: SamplerService, thin: ThinStatusStore,
-                book: StatusBook? = nil, bus: AgentEventBus = AgentEventBus(), interval: Double = 1) {
+                book: StatusBook? = nil, bus: AgentEventBus = AgentEventBus(), interval: Double = 1, heartbeat: HeartbeatService? = nil) {
+        self.heartbeat = heartbeat
         self.interval = interval
         self.store = store
         self.ledger = ledger
@@ -42,7 +45,11 @@ public enum APIServer {
         limits: APILimits = APILimits(), access: APIAccess = APIAccess(),
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let store = parts.store, thin = parts.thin, ledger = parts.ledger, sampler = parts.sampler
+        let store = parts.store, thin = parts.thin, ledger = parts.ledger, sampler = parts.sampler, heartbeat = parts.heartbeat
+        // The `thin` and `heartbeat` groups come from their services, not the snapshots.
+        let extra: @Sendable (String, String) -> [StatsParam] = { name, uuid in
+            thin.params(vmName: name, vmUUID: uuid) + (heartbeat?.book.params(vmName: name, vmUUID: uuid, now: MonotonicTime.now()) ?? [])
+        }
         let methods = HostMethods(store: store, book: parts.book, thin: thin)
         let router = Router()
         router.add(middleware: AccessMiddleware(access: access))
@@ -51,8 +58,12 @@ public enum APIServer {
             let answer = StatsEndpoint.answer(
                 groups: q[values: "group"].map(String.init), vms: q[values: "vm"].map(String.init),
                 enforce: q["enforce"].map(String.init), format: q["format"].map(String.init),
-                snapshot: store.current(), now: MonotonicTime.now(), thin: thin.params(vmName:vmUUID:))
+                snapshot: store.current(), now: MonotonicTime.now(), thin: extra)
             return response(answer)
+        }
+        router.get("/v1/heartbeat") { _, _ -> Response in
+            response(HeartbeatEndpoint.answer(heartbeat?.book.all() ?? [], log: heartbeat?.actionLog.withLock { $0 },
+                                              host: heartbeat?.sender ?? "", now: MonotonicTime.now()))
         }
         router.get("/v1/thin") { _, _ -> Response in
             response(ThinEndpoint.answer(thin.all()))

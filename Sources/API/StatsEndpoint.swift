@@ -32,9 +32,10 @@ public enum StatsEndpoint {
         public var body: String { String(decoding: bytes, as: UTF8.self) }
     }
 
-    public static let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .thin, .iothread]
+    public static let supportedGroups: Set<StatsGroup> = [.state, .cpuTotal, .balloon, .vcpu, .interface, .block, .io, .thin, .heartbeat, .iothread]
 
-    /// - Parameter thin: the `thin` group of a VM (by name and UUID), from the thin-disk monitor.
+    /// - Parameter thin: the `thin` and `heartbeat` groups of a VM (by name and UUID), from the
+    ///   thin-disk monitor and the heartbeat (the record keeps those of the groups asked for).
     public static func answer(
         groups: [String], vms: [String], enforce: String?, format: String?, snapshot: [VMSnapshot], now: Double,
         thin: (String, String) -> [StatsParam] = { _, _ in [] }
@@ -65,7 +66,7 @@ public enum StatsEndpoint {
             }
         }
         let records = chosen.map { vm in
-            vm.record(groups: wanted, now: now, extra: wanted.contains(.thin) ? thin(vm.name, vm.uuid) : [])
+            vm.record(groups: wanted, now: now, extra: wanted.contains(.thin) || wanted.contains(.heartbeat) ? thin(vm.name, vm.uuid) : [])
         }
         var answer: Answer
         if format == "text" {

@@ -55,6 +55,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var apiMaxConnections = 256
     /// The host API's other bounds and its tokens (`api.*`, see `AgentConfig+API.swift`).
     public var api = APISettings()
+    /// The heartbeat watchdog's name, key and links (`heartbeat.*`, see `HeartbeatConfig.swift`).
+    public var heartbeat = HeartbeatSettings()
 
     public init() {}
 
@@ -128,6 +130,7 @@ public struct AgentConfig: Sendable, Equatable {
         }
         try api.validate(listenHost: listenAddress().host)
         try ThinDiskConfig.checkDuplicates(thinDisks)
+        try heartbeat.validate()
     }
 
     /// The largest `api.max_connections`: each connection is a descriptor.
@@ -205,7 +208,7 @@ struct ConfigReader {
     }
 
     mutating func read(into c: inout AgentConfig) throws(ConfigError) {
-        for (name, value) in try entries(known: ["backend", "libvirt_uri", "socket_dir", "data_dir", "listen", "sampler", "io", "ledger", "thin_disks", "thin", "api"]) {
+        for (name, value) in try entries(known: ["backend", "libvirt_uri", "socket_dir", "data_dir", "listen", "sampler", "io", "ledger", "thin_disks", "thin", "api", "heartbeat"]) {
             let k = key(name)
             switch name {
             case "backend":
@@ -219,6 +222,7 @@ struct ConfigReader {
             case "data_dir": c.dataDirectory = try Self.string(value, k)
             case "listen": c.listen = try Self.string(value, k)
             case "thin_disks": c.thinDisks = try Self.thinDisks(value, k)
+            case "heartbeat": try Self.heartbeat(value, k, into: &c.heartbeat)
             case "api":
                 for (n, v) in try ConfigReader(node: value, path: k).entries(known: APISettings.keys) {
                     switch n {

@@ -60,6 +60,10 @@ public protocol HypervisorBackend: AnyObject, Sendable {
     /// in a task of its own), so a silent agent never delays the VM's sampling.
     func guestInfo(machine: String) async -> GuestInfo?
 
+    /// One round trip to the guest agent (`guest-ping`), for a heartbeat link to the guest:
+    /// returns once it answered, throws when it did not within the backend's timeout.
+    func pingGuest(machine: String) async throws(MachineError)
+
     /// Lets go of every connection.
     func close() async
 }

@@ -14,6 +14,8 @@ public enum StatsGroup: String, Sendable, CaseIterable, Hashable, Comparable {
     case io
     /// vmpulse's own: thin disks the agent extends (state, mark, extensions, pauses recovered).
     case thin
+    /// vmpulse's own: the heartbeat links that watch a VM or act on it (state, suspicion, pulses, actions).
+    case heartbeat
     case iothread
     case perf
     case memory

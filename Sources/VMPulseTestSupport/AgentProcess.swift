@@ -11,19 +11,25 @@ public final class AgentProcess: @unchecked Sendable {
     public let port: Int
     public let log: String
     public private(set) var pid: pid_t = 0
+    /// What the agent is started under (`ip netns exec NS`); empty: nothing.
+    public var launcher: [String] = []
 
     /// An agent on the QMP backend, for the monitor sockets in `socketDirectory`.
     public convenience init(socketDirectory: String, dataDirectory: String, directory: String, interval: Double = 0.5,
-                            flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "", listenHost: String = "127.0.0.1") throws {
+                            flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "", listenHost: String = "127.0.0.1",
+                            launcher: [String] = []) throws {
         try self.init(backendYAML: "socket_dir: \(socketDirectory)", dataDirectory: dataDirectory, directory: directory,
-                      interval: interval, flushInterval: flushInterval, fullInterval: fullInterval, extraYAML: extraYAML, listenHost: listenHost)
+                      interval: interval, flushInterval: flushInterval, fullInterval: fullInterval, extraYAML: extraYAML, listenHost: listenHost,
+                      launcher: launcher)
     }
 
     /// Writes a configuration file (`backendYAML` says which backend, `extraYAML` is
     /// appended) and starts the agent.
     public init(backendYAML: String, dataDirectory: String, directory: String, interval: Double = 0.5,
-                flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "", listenHost: String = "127.0.0.1") throws {
+                flushInterval: Double = 1, fullInterval: Double = 5, extraYAML: String = "", listenHost: String = "127.0.0.1",
+                launcher: [String] = []) throws {
         binary = Spawn.builtProduct("vmpulse")
+        self.launcher = launcher
         self.dataDirectory = dataDirectory
         port = Int.random(in: 20_000...60_000)
         configPath = directory + "/agent.yaml"
@@ -46,7 +52,9 @@ public final class AgentProcess: @unchecked Sendable {
     public var address: String { "127.0.0.1:\(port)" }
 
     public func start() throws {
-        pid = try Spawn.start(binary, ["agent", "--config", configPath], outputPath: log)
+        // `ip netns exec` execs the agent in place, so `pid` is the agent's own.
+        pid = try Spawn.start(launcher.first ?? binary, Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [binary]) + ["agent", "--config", configPath],
+                              outputPath: log)
     }
 
     /// Waits until the agent answers `/v1/health` (with any status).

@@ -32,6 +32,7 @@ struct AgentCommand: AsyncParsableCommand {
             settings = try AgentSettings.load(file: config, backend: backend, libvirtURI: libvirtURI, socketDir: socketDir, dataDir: dataDir,
                                               listen: listen, interval: interval)
             try settings.checkThinDisksOnHost()  // a device that is not there is a config error at start
+            try settings.heartbeat.checkOnHost()  // so are a missing key file and an action program that cannot run
             tokens = try settings.api.loadTokens()
         } catch {
             Stderr.write("vmpulse agent: \(error)\n")
@@ -70,22 +71,31 @@ struct AgentCommand: AsyncParsableCommand {
         let bus = AgentEventBus()
         let thin = ThinDiskMonitor(config: settings, backend: backend, events: hub.stream(), bus: bus, logger: Logger(label: "vmpulse.thin"))
         let book = StatusBook(events: hub.stream(), store: store, bus: bus)
+        let heartbeat: HeartbeatService
+        do {
+            heartbeat = try HeartbeatService(config: settings, backend: backend, store: store, bus: bus, logger: Logger(label: "vmpulse.heartbeat"))
+        } catch {
+            Stderr.write("vmpulse agent: \(error)\n")
+            throw ExitCode.failure
+        }
         let limits = APILimits(
             idleTimeout: .milliseconds(Int64(settings.apiIdleTimeout * 1000)), maxConnections: settings.apiMaxConnections,
             maxBodyBytes: settings.api.maxBodyBytes, maxBatch: settings.api.maxBatch,
             maxSubscribers: settings.api.maxSubscribers, subscriberBacklog: settings.api.subscriberBacklog)
-        let parts = APIParts(store: store, ledger: ledger, sampler: sampler, thin: thin.status, book: book, bus: bus, interval: settings.interval)
+        let parts = APIParts(store: store, ledger: ledger, sampler: sampler, thin: thin.status, book: book, bus: bus, interval: settings.interval,
+                             heartbeat: heartbeat)
         let api = APIServer.application(host: host, port: port, parts: parts, logger: Logger(label: "vmpulse.api"),
                                         limits: limits, access: APIAccess(tokens: tokens)) { bound in
             logger.info("vmpulse agent serving http://\(host):\(bound), VMs from \(settings.vmSource), ledger \(settings.ledgerPath)")
         }
         let hashes = HashWatcher(methods: HostMethods(store: store, book: book, thin: thin.status), bus: bus, interval: settings.interval,
                                   fullInterval: settings.fullInterval)
-        // Shut down in reverse: the thin disks stop first (an extension in flight gets a
+        // Shut down in reverse: the heartbeat stops first (its actions in flight are
+        // cancelled, killing their programs), then the thin disks (an extension in flight gets a
         // grace period) while the monitors are still open, then the sampler (closing the
         // monitors, which ends the hub's stream), then the ledger writes what is pending,
         // then the API stops.
-        let services: [any Service] = [api, hashes, ledger, hub, book, sampler, thin]
+        let services: [any Service] = [api, hashes, ledger, hub, book, sampler, thin, heartbeat]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint],

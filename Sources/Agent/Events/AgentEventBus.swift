@@ -14,6 +14,12 @@ public struct AgentEvent: Sendable, Equatable {
         case extended
         /// One of a VM's hashes changed.
         case hash
+        /// A heartbeat link changed state (`name` is the link; `vm` is empty).
+        case heartbeat
+        /// A heartbeat action ran, with its outcome.
+        case heartbeatAction = "heartbeat-action"
+        /// A peer agent sent a notice over a heartbeat link (recorded, never acted on).
+        case heartbeatNotice = "heartbeat-notice"
     }
 
     public var kind: Kind

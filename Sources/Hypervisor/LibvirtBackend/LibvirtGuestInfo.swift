@@ -98,3 +98,14 @@ enum LibvirtGuestInfo {
         return info
     }
 }
+
+extension LibvirtBackend {
+    /// libvirt's public API has no `guest-ping` (only libvirt-qemu's unsupported
+    /// passthrough), so a ping is one guest-information reading: it reaches the agent
+    /// through libvirt as the ping would, bounded by the same agent timeout.
+    public func pingGuest(machine: String) async throws(MachineError) {
+        guard await guestInfo(machine: machine) != nil else {
+            throw MachineError(.timeout, "the guest agent of \(machine) did not answer through libvirt (no agent channel, or no answer in time)")
+        }
+    }
+}

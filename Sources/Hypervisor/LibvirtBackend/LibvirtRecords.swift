@@ -24,7 +24,7 @@ enum LibvirtRecords {
             case .memory: flags.insert(.memory)
             case .dirtyrate: flags.insert(.dirtyrate)
             case .vm: flags.insert(.vm)
-            case .thin: break
+            case .thin, .heartbeat: break
             }
         }
         // The state tells a stopped domain from a busy one.
@@ -103,7 +103,7 @@ enum LibvirtRecords {
     /// The record for `groups`: libvirt's keys of those groups, `state.monitor-response`,
     /// and `io` built from `block` when asked.
     static func record(_ stats: LibvirtDomainStats, groups: [StatsGroup], busy: Bool) -> StatsRecord {
-        let prefixes = Set(groups.filter { $0 != .io && $0 != .thin }.map { $0.keyPrefix + "." })
+        let prefixes = Set(groups.filter { $0 != .io && $0 != .thin && $0 != .heartbeat }.map { $0.keyPrefix + "." })
         var record = StatsRecord(name: stats.name, uuid: stats.uuid)
         for p in stats.params {
             let group = p.name.firstIndex(of: ".").map { String(p.name[...$0]) } ?? p.name

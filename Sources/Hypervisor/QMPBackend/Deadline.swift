@@ -5,7 +5,7 @@ import Synchronization
 /// Unlike a task group, this returns on time even if the operation ignores
 /// cancellation: the operation is cancelled and left to finish on its own.
 /// This is what keeps one stuck VM from delaying the others.
-func withDeadline<T: Sendable>(
+public func withDeadline<T: Sendable>(
     _ timeout: Duration, operation: @escaping @Sendable () async -> T, fallback: @escaping @Sendable () -> T
 ) async -> T {
     let race = DeadlineRace()

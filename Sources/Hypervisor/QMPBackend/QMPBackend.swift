@@ -31,6 +31,7 @@ public actor QMPBackend: HypervisorBackend {
     private(set) var monitors: [String: QMPMachine] = [:]
     /// Open guest-agent connections, by machine (see QMPGuestAgent.swift).
     var guestAgents: [String: GuestAgentClient] = [:]
+    let guestAgentGate = GuestAgentGate()
     /// Sockets nothing listened on (a QEMU that was killed leaves its socket behind): not
     /// tried again, nor reported again, until a new socket replaces the file.
     private var dead: [String: (stamp: SocketDirectory.Stamp, since: Double)] = [:]

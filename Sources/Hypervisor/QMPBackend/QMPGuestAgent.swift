@@ -1,5 +1,6 @@
 import Glibc
 import QMP
+import Synchronization
 import VMPulseCore
 
 /// `guestInfo` on the QMP backend: the guest agent's port is a socket beside the VM's
@@ -15,23 +16,48 @@ extension QMPBackend {
     }
 
     public func guestInfo(machine: String) async -> GuestInfo? {
+        let timeout = options.timeout
+        do throws(QMPError) {
+            return try await withGuestAgent(machine) { client throws(QMPError) in try await Self.read(client, timeout: timeout) }
+        } catch {
+            return nil
+        }
+    }
+
+    /// `guest-ping`, for a heartbeat link to the guest.
+    public func pingGuest(machine: String) async throws(MachineError) {
+        let timeout = options.timeout
+        do throws(QMPError) {
+            _ = try await withGuestAgent(machine) { client throws(QMPError) in try await client.execute("guest-ping", timeout: timeout) }
+        } catch {
+            throw MachineError(error)
+        }
+    }
+
+    /// Runs `body` on the VM's guest-agent connection (opened if needed), one caller at a
+    /// time: the port serves one client, and its calls carry no ids, so two callers (the
+    /// full pass's reading and a heartbeat's ping) must not interleave on it. A failed
+    /// call closes the connection; the next caller opens it afresh.
+    func withGuestAgent<T: Sendable>(_ machine: String, _ body: (GuestAgentClient) async throws(QMPError) -> T) async throws(QMPError) -> T {
         let path = Self.guestAgentPath(socketPath: machine)
         var st = stat()
-        guard monitors[machine] != nil, stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return nil }
-        let timeout = options.timeout
+        guard monitors[machine] != nil else { throw .noListener(path: machine) }
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { throw .noListener(path: path) }
+        await guestAgentGate.acquire(machine)
+        defer { guestAgentGate.release(machine) }
         let client: GuestAgentClient
         if let open = guestAgents[machine] {
             client = open
         } else {
-            do throws(QMPError) { client = try await GuestAgentClient.connect(socketPath: path, timeout: timeout) } catch { return nil }
+            client = try await GuestAgentClient.connect(socketPath: path, timeout: options.timeout)
             guestAgents[machine] = client
         }
         do throws(QMPError) {
-            return try await Self.read(client, timeout: timeout)
+            return try await body(client)
         } catch {
             guestAgents[machine] = nil
             await client.close()
-            return nil
+            throw error
         }
     }
 
@@ -59,5 +85,37 @@ extension QMPBackend {
             info.timeOffset = GuestInfoReader.timeOffset(time, hostNow: MonotonicTime.wallNow())
         }
         return info
+    }
+}
+
+/// One holder per machine's guest-agent port; the others wait their turn, in order.
+final class GuestAgentGate: Sendable {
+    private let state = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
+
+    func acquire(_ machine: String) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { waiting -> Bool in
+                if waiting[machine] == nil {
+                    waiting[machine] = []
+                    return true
+                }
+                waiting[machine]?.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func release(_ machine: String) {
+        let next = state.withLock { waiting -> CheckedContinuation<Void, Never>? in
+            guard var queue = waiting[machine], !queue.isEmpty else {
+                waiting[machine] = nil
+                return nil
+            }
+            let first = queue.removeFirst()
+            waiting[machine] = queue
+            return first
+        }
+        next?.resume()
     }
 }

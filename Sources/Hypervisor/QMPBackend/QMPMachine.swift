@@ -325,7 +325,7 @@ actor QMPMachine {
         case .block: return BlockGroup.queries
         case .io: return [BlockGroup.stats, BlockGroup.nodes]
         case .iothread: return IOThreadGroup.queries
-        case .cpuTotal, .perf, .memory, .dirtyrate, .vm, .thin: return []
+        case .cpuTotal, .perf, .memory, .dirtyrate, .vm, .thin, .heartbeat: return []
         }
     }
 
@@ -409,7 +409,7 @@ actor QMPMachine {
             return try IOThreadGroup.params(replies.reply(IOThreadGroup.queries[0]))
         case .io:
             return IOGroup.params(try BlockGroup.drives(blockstats: replies.reply(BlockGroup.stats), nodes: replies.reply(BlockGroup.nodes)))
-        case .perf, .memory, .dirtyrate, .vm, .thin:
+        case .perf, .memory, .dirtyrate, .vm, .thin, .heartbeat:
             return []
         }
     }
