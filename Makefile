@@ -1,7 +1,7 @@
 # vmpulse: the two commands a new user needs are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: setup build test fuzz demo bench bench-agent bench-thin bench-rpc bench-metrics clean
+.PHONY: setup build test fuzz demo bench bench-agent bench-thin bench-rpc bench-metrics bench-heartbeat clean
 
 ## setup: install QEMU and friends if missing, build the test guest
 setup:
@@ -54,6 +54,11 @@ bench-rpc: setup
 bench-metrics: setup
 	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/MetricsBenchmark --paused $${PAUSED:-100} --simulated $${SIMULATED:-500}
+
+## bench-heartbeat: detection latency and false deaths of the fixed and phi detectors under 0/5/20 % loss with jitter (simulated channel)
+bench-heartbeat:
+	$(SWIFT) build -c release --static-swift-stdlib --product HeartbeatBenchmark
+	.build/release/HeartbeatBenchmark --minutes $${MINUTES:-10} --runs $${RUNS:-60}
 
 clean:
 	rm -rf .build .testbed

@@ -167,6 +167,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "HeartbeatBenchmark",
+            dependencies: ["Agent", "VMPulseCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/HeartbeatBenchmark",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "ThinBenchmark",
             dependencies: [
                 "VMPulseTestSupport", "QMP", "VMPulseCore",
