@@ -78,7 +78,7 @@ public enum APIServer {
                 snapshot: store.current(), now: MonotonicTime.now(), thin: { thin.params(vmName: $0, vmUUID: $1) }, ledger: ledger.status,
                 sampler: sampler.health.current, hostError: sampler.hostError.withLock { $0 },
                 identityConflicts: sampler.identities.conflicts.count, interval: interval, accept: request.headers[.accept],
-                parts: ProcessInfo.processInfo.activeProcessorCount))
+                parts: ProcessInfo.processInfo.activeProcessorCount, heartbeat: heartbeat?.book.all() ?? []))
         }
         addPanel(to: router, parts: parts, limits: limits, logger: logger)
         router.post("/rpc") { request, _ -> Response in

@@ -31,6 +31,37 @@ import VMPulseCore
         return lines.count == 1 ? String(lines[0].dropFirst(series.count + 1)) : nil
     }
 
+    @Test func heartbeatLinksHaveTheirStateAndCounters() {
+        var a = LinkStatus(name: "to-b", kind: "peer", target: "host-b@10.0.0.2:9791", detector: "fixed 5.0 s", since: 0)
+        a.state = .dead
+        a.suspicion = 6.5
+        a.lastPulse = 90
+        a.pulses = .max
+        a.rejected = 7
+        a.replayed = 5
+        a.forged = 2
+        a.actionsRun = 3
+        a.actionsFailed = 1
+        var b = LinkStatus(name: "db \"guest\"", kind: "guest", target: "db01", detector: "phi 8.0", since: 0)
+        b.suspicion = .infinity
+        let text = MetricsEndpoint.answer(snapshot: [], now: 100, thin: { _, _ in [] }, ledger: LedgerStatus(), sampler: SamplerHealth(),
+                                          hostError: nil, identityConflicts: 0, interval: 1, accept: nil, heartbeat: [a, b]).body
+        let l = "{link=\"to-b\",kind=\"peer\""
+        #expect(Self.sample(text, "vmpulse_heartbeat_link_state\(l),state=\"dead\"}") == "1")
+        #expect(Self.sample(text, "vmpulse_heartbeat_link_state\(l),state=\"alive\"}") == "0")
+        #expect(Self.sample(text, "vmpulse_heartbeat_suspicion\(l)}") == "6.5")
+        #expect(Self.sample(text, "vmpulse_heartbeat_last_pulse_age_seconds\(l)}") == "10")
+        #expect(Self.sample(text, "vmpulse_heartbeat_pulses_total\(l)}") == "1.8446744073709552e+19")
+        #expect(Self.sample(text, "vmpulse_heartbeat_replayed_frames_total\(l)}") == "5")
+        #expect(Self.sample(text, "vmpulse_heartbeat_forged_frames_total\(l)}") == "2")
+        #expect(Self.sample(text, "vmpulse_heartbeat_failed_actions_total\(l)}") == "1")
+        let g = "{link=\"db \\\"guest\\\"\",kind=\"guest\""
+        #expect(Self.sample(text, "vmpulse_heartbeat_link_state\(g),state=\"alive\"}") == "1", "a quote in a link's name is escaped")
+        #expect(Self.sample(text, "vmpulse_heartbeat_suspicion\(g)}")?.contains("e+308") == true, "no +Inf from an endless silence")
+        #expect(!text.contains("vmpulse_heartbeat_last_pulse_age_seconds\(g)"), "no age before the first pulse")
+        #expect(text.components(separatedBy: "# TYPE vmpulse_heartbeat_link_state gauge").count == 2, "one family for both links")
+    }
+
     @Test func libvirtNamesInPrometheusUnits() {
         let text = Self.render([Self.vm("a")])
         let disk = #"{domain="a",target_device="drive0",source_file="/img/a.qcow2"}"#

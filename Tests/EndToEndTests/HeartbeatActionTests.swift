@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 import VMPulseCore
 import VMPulseTestSupport
@@ -117,6 +118,21 @@ import VMPulseTestSupport
         try await HeartbeatFixture.waitLink(port: a.port, "svc", agentLog: a.logText) { ($0["pulses"]?.uint64Value ?? 0) >= 3 }
         try await HeartbeatFixture.waitLink(port: a.port, "to-b", agentLog: a.logText) { ($0["pulses"]?.uint64Value ?? 0) >= 3 }
 
+        // Subscribers of both agents' event streams.
+        let seenA = HostAPIEventsTests.Seen(), seenB = HostAPIEventsTests.Seen(), done = HostAPIEventsTests.Flag()
+        let subscribers = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await HostAPIEventsTests.subscriber(port: a.port, kinds: ["heartbeat", "heartbeat-action"], seen: seenA, stop: done) }
+                group.addTask { try await HostAPIEventsTests.subscriber(port: b.port, kinds: ["heartbeat-notice"], seen: seenB, stop: done) }
+                try await group.waitForAll()
+            }
+        }
+        defer { subscribers.cancel() }
+        let subscribed = ContinuousClock.now + .seconds(10)
+        while !(seenA.answered.load(ordering: .relaxed) && seenB.answered.load(ordering: .relaxed)) && ContinuousClock.now < subscribed {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+
         service.stop()
         let stopped = ContinuousClock.now
         let dead = try await HeartbeatFixture.waitLink(port: a.port, "svc", timeout: .seconds(20), agentLog: a.logText) {
@@ -146,6 +162,17 @@ import VMPulseTestSupport
         #expect(notice?["from"] == "host-a" && notice?["link"] == "svc" && notice?["state"] == "dead", "\(fromA)")
         #expect(fromA["actions_run"]?.uint64Value == 0 && fromA["state"] == "alive")
         #expect(b.logText.contains("host-a says its link svc is dead"))
+
+        // The event streams said it all: the link's changes and each action on A, the notice on B.
+        func events(_ seen: HostAPIEventsTests.Seen, _ kind: String) -> [JSONValue] {
+            seen.messages.withLock { $0.map(\.0) }.filter { $0["method"] == "event" && $0["params"]?["kind"]?.stringValue == kind }.compactMap { $0["params"] }
+        }
+        let changes = events(seenA, "heartbeat").filter { $0["name"] == "svc" }.map { $0["data"]?["to"]?.stringValue ?? "" }
+        #expect(changes == ["suspect", "dead"], "\(changes)")
+        let ran = events(seenA, "heartbeat-action").map { $0["data"]?["succeeded"]?.boolValue ?? true }
+        #expect(ran == [false, true, true, true], "\(ran)")
+        let told = events(seenB, "heartbeat-notice").first
+        #expect(told?["name"] == "from-a" && told?["data"]?["link"] == "svc" && told?["data"]?["state"] == "dead" && told?["vmId"] == "", "\(String(describing: told))")
         try await a.stop()
         try await b.stop()
     }

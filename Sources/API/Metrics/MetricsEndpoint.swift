@@ -7,19 +7,19 @@ import VMPulseCore
 public enum MetricsEndpoint {
     public static func answer(snapshot: [VMSnapshot], now: Double, thin: (String, String) -> [StatsParam],
                               ledger: LedgerStatus, sampler: SamplerHealth, hostError: String?, identityConflicts: Int,
-                              interval: Double, accept: String?) -> StatsEndpoint.Answer {
+                              interval: Double, accept: String?, heartbeat: [LinkStatus] = []) -> StatsEndpoint.Answer {
         let domains = domainNames(snapshot)
         var m = MetricsText()
         for (vm, domain) in zip(snapshot, domains) { VMMetrics.add(vm, domain: domain, now: now, thin: thin(vm.name, vm.uuid), to: &m) }
         return finish(m, ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
-                      vms: snapshot.count, interval: interval, now: now, accept: accept)
+                      vms: snapshot.count, interval: interval, now: now, accept: accept, heartbeat: heartbeat)
     }
 
     /// The same answer, the VMs' series written in `parts` tasks at once and joined in order:
     /// on a 2-core host a 500-VM scrape took 48 ms in one task (`make bench-metrics`).
     public static func answer(snapshot: [VMSnapshot], now: Double, thin: @escaping @Sendable (String, String) -> [StatsParam],
                               ledger: LedgerStatus, sampler: SamplerHealth, hostError: String?, identityConflicts: Int,
-                              interval: Double, accept: String?, parts: Int) async -> StatsEndpoint.Answer {
+                              interval: Double, accept: String?, parts: Int, heartbeat: [LinkStatus] = []) async -> StatsEndpoint.Answer {
         let domains = domainNames(snapshot)
         let size = max(50, (snapshot.count + max(1, parts) - 1) / max(1, parts))
         let chunks = stride(from: 0, to: snapshot.count, by: size).map { $0..<min($0 + size, snapshot.count) }
@@ -36,7 +36,7 @@ public enum MetricsEndpoint {
         var m = MetricsText()
         for part in rendered { m.append(part) }
         return finish(m, ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
-                      vms: snapshot.count, interval: interval, now: now, accept: accept)
+                      vms: snapshot.count, interval: interval, now: now, accept: accept, heartbeat: heartbeat)
     }
 
     /// Each VM's `domain` label: its name, unless another VM has it too (`-name` is only a
@@ -55,11 +55,12 @@ public enum MetricsEndpoint {
     }
 
     static func finish(_ vmSeries: MetricsText, ledger: LedgerStatus, sampler: SamplerHealth, hostError: String?, identityConflicts: Int,
-                       vms: Int, interval: Double, now: Double, accept: String?) -> StatsEndpoint.Answer {
+                       vms: Int, interval: Double, now: Double, accept: String?, heartbeat: [LinkStatus] = []) -> StatsEndpoint.Answer {
         var m = vmSeries
         let format = MetricsText.Format.negotiate(accept: accept)
         addAgent(ledger: ledger, sampler: sampler, hostError: hostError, identityConflicts: identityConflicts,
                  vms: vms, interval: interval, now: now, to: &m)
+        addHeartbeat(heartbeat, now: now, to: &m)
         return StatsEndpoint.Answer(status: 200, contentType: format.contentType, bytes: m.bytes(format))
     }
 
@@ -92,5 +93,32 @@ public enum MetricsEndpoint {
         }
         m.add("vmpulse_agent_ledger_dropped_observations_total", .counter, "Readings dropped before the ledger writer got them (full buffer).",
               value: Double(ledger.droppedObservations))
+    }
+
+    /// The heartbeat's links: state, suspicion, the last pulse's age and the counters, by link.
+    static func addHeartbeat(_ links: [LinkStatus], now: Double, to m: inout MetricsText) {
+        for link in links {
+            let labels = MetricsText.Labels([("link", link.name), ("kind", link.kind)])
+            for state in LinkState.allCases {
+                m.add("vmpulse_heartbeat_link_state", .gauge, "A heartbeat link's state: 1 for the current one (alive, suspect, dead).",
+                      labels: labels.adding("state", state.rawValue), value: link.state == state ? 1 : 0)
+            }
+            m.add("vmpulse_heartbeat_suspicion", .gauge, "The link detector's level: seconds without a pulse (fixed) or phi.", labels: labels,
+                  value: link.suspicion.isFinite ? link.suspicion : Double.greatestFiniteMagnitude)
+            if let last = link.lastPulse {
+                m.add("vmpulse_heartbeat_last_pulse_age_seconds", .gauge, "Seconds since the link's last accepted pulse or answered probe.", unit: "seconds",
+                      labels: labels, value: max(0, now - last))
+            }
+            m.add("vmpulse_heartbeat_pulses_total", .counter, "Pulses accepted (and probes answered) on the link.", labels: labels, value: Double(link.pulses))
+            m.add("vmpulse_heartbeat_rejected_frames_total", .counter, "Frames refused on the link: forged, malformed, replayed or from another sender.",
+                  labels: labels, value: Double(link.rejected))
+            m.add("vmpulse_heartbeat_replayed_frames_total", .counter, "Frames refused as replays (a sequence or run already seen, a skewed clock).",
+                  labels: labels, value: Double(link.replayed))
+            m.add("vmpulse_heartbeat_forged_frames_total", .counter, "Frames whose signature did not match the shared key.", labels: labels, value: Double(link.forged))
+            m.add("vmpulse_heartbeat_failed_probes_total", .counter, "Guest pings and service probes that failed.", labels: labels, value: Double(link.failedProbes))
+            m.add("vmpulse_heartbeat_actions_total", .counter, "Actions the link's state changes ran.", labels: labels, value: Double(link.actionsRun))
+            m.add("vmpulse_heartbeat_failed_actions_total", .counter, "Actions that failed.", labels: labels, value: Double(link.actionsFailed))
+            m.add("vmpulse_heartbeat_connections", .gauge, "Open connections of a peer link.", labels: labels, value: Double(link.connections))
+        }
     }
 }

@@ -44,6 +44,15 @@ public struct LinkStatus: Sendable, Equatable {
         public var state: LinkState
     }
 
+    public init(name: String, kind: String, target: String, detector: String, since: Double, vms: [String] = []) {
+        self.name = name
+        self.kind = kind
+        self.target = target
+        self.detector = detector
+        self.since = since
+        self.vms = vms
+    }
+
     public static let keptActions = 10
     public static let keptNotices = 10
 }
