@@ -127,11 +127,14 @@ import VMPulseTestSupport
         // One connection too many is refused at once.
         try await HeartbeatFixture.waitLink(port: a.port, "from-b") { $0["connections"]?.int64Value == 1 }  // the tap's alone
         do {
-            let held = try (0..<3).map { _ in try RawConnection(port: port) }  // with the tap's: the limit of 4
-            let extra = try RawConnection(port: port)
-            let closed = extra.closedByPeer(within: .seconds(1))
-            #expect(closed, "the fifth connection is closed at once: \(held.map { $0.closedByPeer(within: .milliseconds(10)) }) \(a.logText.suffix(600))")
-            #expect(!held[0].closedByPeer(within: .milliseconds(100)))
+            // Four at once, with the tap's five: exactly one is refused. Which one is not fixed:
+            // each connection is set up on its own event loop, so they reach the limit's
+            // count in any order.
+            let four = try (0..<4).map { _ in try RawConnection(port: port) }
+            try await Task.sleep(for: .milliseconds(500))
+            let closed = four.map { $0.closedByPeer(within: .milliseconds(200)) }
+            #expect(closed.filter { $0 }.count == 1, "one of the five is closed at once, the others stay: \(closed) \(a.logText.suffix(600))")
+            #expect(a.logText.contains("refusing a connection: 4 are open on this link"))
         }
         try await Task.sleep(for: .milliseconds(300))  // the three are closed: their places are free again
 

@@ -78,10 +78,7 @@ final class PeerTransport: Sendable {
                                 try? await session.channel.close()
                                 continue
                             }
-                            group.addTask {
-                                await self.serve(session, pulse: pulse)
-                                self.admitted.subtract(1, ordering: .relaxed)
-                            }
+                            group.addTask { await self.serve(session, pulse: pulse, admitted: true) }
                         }
                     }
                 }
@@ -118,14 +115,16 @@ final class PeerTransport: Sendable {
     /// closes, sends something that is not a valid frame, floods, or sends no valid
     /// frame for the link's timeout. Returns whether any frame was accepted.
     @discardableResult
-    func serve(_ session: Session, pulse: @escaping @Sendable () -> [UInt8]) async -> Bool {
+    func serve(_ session: Session, pulse: @escaping @Sendable () -> [UInt8], admitted counted: Bool = false) async -> Bool {
         let id = nextSession.add(1, ordering: .relaxed).newValue
         let (frames, outlet) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(4))
         outlets.withLock { $0[id] = outlet }
-        monitor.book.update(monitor.index) { $0.connections = self.sessionCount }
+        // The status counts what the limit counts: a listener's admitted connections.
+        monitor.book.update(monitor.index) { $0.connections = counted ? self.admitted.load(ordering: .relaxed) : self.sessionCount }
         defer {
             _ = outlets.withLock { $0.removeValue(forKey: id) }
-            monitor.book.update(monitor.index) { $0.connections = self.sessionCount }
+            if counted { admitted.subtract(1, ordering: .relaxed) }
+            monitor.book.update(monitor.index) { $0.connections = counted ? self.admitted.load(ordering: .relaxed) : self.sessionCount }
         }
         outlet.yield(pulse())  // at once, so the peer need not wait an interval
         let progress = SessionProgress()
