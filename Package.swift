@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Pure logic: the stats model, selection, formats, /proc parsers. No I/O.
@@ -98,6 +99,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The engine side: polls agents' host APIs, keeps the fleet's view and billing in a
+        // fleet store (SQLite by default, PostgreSQL for a fleet). Knows agents only by their wire.
+        .target(
+            name: "Engine",
+            dependencies: [
+                "VMPulseCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // The test bed (real QEMU guests), a scripted QMP peer for bad input, helpers.
         .target(
             name: "VMPulseTestSupport",
@@ -111,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "vmpulse",
             dependencies: [
-                "VMPulseCore", "Hypervisor", "Store", "Agent", "API",
+                "VMPulseCore", "Hypervisor", "Store", "Agent", "API", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -195,6 +213,7 @@ let package = Package(
         .testTarget(name: "QMPTests", dependencies: ["QMP", "VMPulseTestSupport", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "VMPulseTestSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "VMPulseTestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "VMPulseCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "VMPulseCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "VMPulseCore", "VMPulseTestSupport", "Store", "Hypervisor", .product(name: "GRDB", package: "GRDB.swift"),
                                                   .product(name: "HTTPTypes", package: "swift-http-types"),

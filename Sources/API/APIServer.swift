@@ -50,7 +50,7 @@ public enum APIServer {
         let extra: @Sendable (String, String) -> [StatsParam] = { name, uuid in
             thin.params(vmName: name, vmUUID: uuid) + (heartbeat?.book.params(vmName: name, vmUUID: uuid, now: MonotonicTime.now()) ?? [])
         }
-        let methods = HostMethods(store: store, book: parts.book, thin: thin)
+        let methods = HostMethods(store: store, book: parts.book, thin: thin, billing: BillingRecords(path: ledger.path))
         let router = Router()
         router.add(middleware: AccessMiddleware(access: access))
         router.get("/v1/stats") { request, _ -> Response in

@@ -50,6 +50,9 @@ public final class LedgerService: Service, Sendable {
     let keeper: LedgerKeeper
     private let statusBox = StatusBox()
 
+    /// The ledger's file.
+    public var path: String { config.ledgerPath }
+
     /// The ledger's health now (never waits on the ledger).
     public var status: LedgerStatus {
         var s = statusBox.get()

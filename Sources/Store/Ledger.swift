@@ -70,6 +70,7 @@ public final class Ledger: Sendable {
             try db.execute(sql: "CREATE INDEX usage_period ON usage (period_start)")
         }
         m.registerMigration("v2-unsigned-counters", migrate: unsignedCounters)
+        m.registerMigration("v3-revisions", migrate: revisions)
         return m
     }
 
@@ -102,6 +103,22 @@ public final class Ledger: Sendable {
         }
         try db.execute(sql: "CREATE INDEX samples_time ON samples (sampled_at)")
         try db.execute(sql: "CREATE INDEX usage_period ON usage (period_start)")
+    }
+
+    /// Schema v3: a revision per usage row, so that an engine can copy the ledger
+    /// incrementally (`records(after:)`). Every insert or update of a period takes the next
+    /// number of `meta.usage_rev` in the flush's own transaction, so a row read at revision r
+    /// is never changed without getting a higher one. Rows already there get their rowid.
+    /// `meta.ledger_id` names this ledger, so that an engine whose cursor belongs to another
+    /// file (a ledger replaced or restored) starts over instead of skipping rows.
+    static func revisions(_ db: Database) throws {
+        try db.execute(sql: "ALTER TABLE usage ADD COLUMN rev INTEGER NOT NULL DEFAULT 0")
+        try db.execute(sql: "UPDATE usage SET rev = rowid")
+        try db.execute(sql: "CREATE INDEX usage_rev ON usage (rev)")
+        try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('usage_rev', (SELECT CAST(COALESCE(MAX(rev), 0) AS TEXT) FROM usage))")
+        var rng = SystemRandomNumberGenerator()
+        let id = (0..<2).map { _ in String(rng.next() as UInt64, radix: 16) }.joined(separator: "-")
+        try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?)", arguments: [id])
     }
 
     /// When the ledger was created (Unix seconds).
@@ -147,9 +164,11 @@ public final class Ledger: Sendable {
         let sampleSQL = "INSERT INTO samples (vm_uuid, disk, instance, sampled_at, \(cols.joined(separator: ", "))) VALUES (?, ?, ?, ?, \(placeholders))"
         let path = self.path
         try write { db in
+            var rev = try Self.usageRevision(db, path: path)
             for u in batch.usage {
-                if let gap = try Self.add(u, db: db, path: path) { try Self.insert(gap, db: db) }
+                if let gap = try Self.add(u, rev: &rev, db: db, path: path) { try Self.insert(gap, db: db) }
             }
+            try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'usage_rev'", arguments: [String(rev)])
             for g in batch.gaps { try Self.insert(g, db: db) }
             for (key, c) in batch.cursors {
                 let args = Self.arguments([key.vmUUID, key.disk, c.instance, c.sampledAt] as [any DatabaseValueConvertible] + Self.values(c.counters))
@@ -161,7 +180,7 @@ public final class Ledger: Sendable {
 
     /// Adds one period's usage to what the ledger holds for it; returns the gap to record
     /// instead when the sum does not fit.
-    private static func add(_ u: PeriodUsage, db: Database, path: String) throws -> UsageGap? {
+    private static func add(_ u: PeriodUsage, rev: inout Int64, db: Database, path: String) throws -> UsageGap? {
         let cols = counterColumns
         let key: [any DatabaseValueConvertible] = [u.key.vmUUID, u.key.disk, u.periodStart]
         guard let row = try Row.fetchOne(
@@ -170,10 +189,10 @@ public final class Ledger: Sendable {
             let placeholders = Array(repeating: "?", count: cols.count).joined(separator: ", ")
             try db.execute(
                 sql: """
-                    INSERT INTO usage (vm_uuid, disk, period_start, period_end, vm_name, disk_path, samples, \(cols.joined(separator: ", ")))
-                    VALUES (?, ?, ?, ?, ?, ?, ?, \(placeholders))
+                    INSERT INTO usage (vm_uuid, disk, period_start, period_end, vm_name, disk_path, samples, rev, \(cols.joined(separator: ", ")))
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(placeholders))
                     """,
-                arguments: arguments(key + [u.periodEnd, u.vmName, u.diskPath, Int64(u.samples)] + values(u.usage)))
+                arguments: arguments(key + [u.periodEnd, u.vmName, u.diskPath, Int64(u.samples), try nextRevision(&rev, path: path)] + values(u.usage)))
             return nil
         }
         let stored = LedgerRow(table: "usage", row: row, path: path)
@@ -187,9 +206,26 @@ public final class Ledger: Sendable {
                             reason: "the period's total of \(what.joined(separator: ", ")) would pass 2^64 - 1; this flush's usage of the period is not billed")
         }
         try db.execute(
-            sql: "UPDATE usage SET vm_name = ?, disk_path = ?, samples = ?, \(cols.map { "\($0) = ?" }.joined(separator: ", ")) WHERE rowid = ?",
-            arguments: arguments([u.vmName, u.diskPath, sampleSum] + values(sum) + [try stored.integer("rowid", in: Int64.min...Int64.max, "a rowid")]))
+            sql: "UPDATE usage SET vm_name = ?, disk_path = ?, samples = ?, rev = ?, \(cols.map { "\($0) = ?" }.joined(separator: ", ")) WHERE rowid = ?",
+            arguments: arguments([u.vmName, u.diskPath, sampleSum, try nextRevision(&rev, path: path)] + values(sum)
+                                 + [try stored.integer("rowid", in: Int64.min...Int64.max, "a rowid")]))
         return nil
+    }
+
+    /// The last revision given to a usage row (`meta.usage_rev`), checked as it is read.
+    private static func usageRevision(_ db: Database, path: String) throws -> Int64 {
+        guard let row = try Row.fetchOne(db, sql: "SELECT rowid AS rowid, value FROM meta WHERE key = 'usage_rev'") else { return 0 }
+        let text = try LedgerRow(table: "meta", row: row, path: path).text("value")
+        guard let rev = Int64(text), rev >= 0 else {
+            throw LedgerError(.invalidRow, "ledger \(path): table meta, usage_rev holds '\(text.prefix(40))', not a revision (0 or more)")
+        }
+        return rev
+    }
+
+    private static func nextRevision(_ rev: inout Int64, path: String) throws -> Int64 {
+        guard rev < Int64.max else { throw LedgerError(.invalidRow, "ledger \(path): table meta, usage_rev is at its largest value") }
+        rev += 1
+        return rev
     }
 
     private static func insert(_ g: UsageGap, db: Database) throws {
@@ -231,14 +267,7 @@ public final class Ledger: Sendable {
             }
             sql += " ORDER BY period_start, vm_uuid, disk"
             return try Row.fetchAll(db, sql: sql, arguments: Self.arguments(args)).map { row throws(LedgerError) in
-                let r = LedgerRow(table: "usage", row: row, path: path)
-                let start = try r.integer("period_start", in: LedgerRow.timeRange, "a time in Unix seconds between the years 0000 and 9999")
-                let end = try r.integer("period_end", in: start + 1...LedgerRow.timeRange.upperBound + 1,
-                                        "the end of the period, after its start (\(start))")
-                return PeriodUsage(
-                    key: DiskKey(vmUUID: try r.text("vm_uuid"), disk: try r.text("disk")), vmName: try r.text("vm_name"),
-                    diskPath: try r.text("disk_path"), periodStart: start, periodEnd: end, usage: try r.counters(),
-                    samples: Int(try r.integer("samples", in: 0...Int64.max, "a count of samples (0 or more)")))
+                try LedgerRow(table: "usage", row: row, path: path).periodUsage()
             }
         }
     }
@@ -260,16 +289,14 @@ public final class Ledger: Sendable {
             }
             sql += " ORDER BY from_time, id"
             return try Row.fetchAll(db, sql: sql, arguments: Self.arguments(args)).map { row throws(LedgerError) in
-                let r = LedgerRow(table: "gaps", row: row, path: path)
-                return UsageGap(key: DiskKey(vmUUID: try r.text("vm_uuid"), disk: try r.text("disk")), vmName: try r.text("vm_name"),
-                                from: try r.time("from_time"), to: try r.time("to_time"), reason: try r.text("reason"))
+                try LedgerRow(table: "gaps", row: row, path: path).usageGap()
             }
         }
     }
 
     // MARK: helpers
 
-    private static func arguments(_ values: [any DatabaseValueConvertible]) -> StatementArguments {
+    static func arguments(_ values: [any DatabaseValueConvertible]) -> StatementArguments {
         StatementArguments(values.map { Optional($0) })
     }
 
@@ -278,7 +305,7 @@ public final class Ledger: Sendable {
         IOCounter.allCases.map { String(c[$0]) }
     }
 
-    private func read<T>(_ body: (Database) throws -> T) throws(LedgerError) -> T {
+    func read<T>(_ body: (Database) throws -> T) throws(LedgerError) -> T {
         do { return try pool.read(body) } catch { throw LedgerError.from(error, path: path) }
     }
 

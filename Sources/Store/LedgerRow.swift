@@ -136,3 +136,21 @@ struct LedgerRow {
         return value
     }
 }
+
+extension LedgerRow {
+    /// A row of `usage` as the period it holds.
+    func periodUsage() throws(LedgerError) -> PeriodUsage {
+        let start = try integer("period_start", in: Self.timeRange, "a time in Unix seconds between the years 0000 and 9999")
+        let end = try integer("period_end", in: start + 1...Self.timeRange.upperBound + 1, "the end of the period, after its start (\(start))")
+        return PeriodUsage(
+            key: DiskKey(vmUUID: try text("vm_uuid"), disk: try text("disk")), vmName: try text("vm_name"),
+            diskPath: try text("disk_path"), periodStart: start, periodEnd: end, usage: try counters(),
+            samples: Int(try integer("samples", in: 0...Int64.max, "a count of samples (0 or more)")))
+    }
+
+    /// A row of `gaps` as the gap it holds.
+    func usageGap() throws(LedgerError) -> UsageGap {
+        UsageGap(key: DiskKey(vmUUID: try text("vm_uuid"), disk: try text("disk")), vmName: try text("vm_name"),
+                 from: try time("from_time"), to: try time("to_time"), reason: try text("reason"))
+    }
+}

@@ -28,21 +28,7 @@ struct BillingCommand: AsyncParsableCommand {
         /// `[--from, --to)` in Unix seconds. A value that is not a real time (`2026-02-30`,
         /// `T25:61:61Z`) is refused, not normalised; so is a range that selects nothing.
         func range() throws -> (from: Int64?, to: Int64?) {
-            func parse(_ text: String?, _ option: String) throws -> Int64? {
-                guard let text else { return nil }
-                do throws(BillingDateError) {
-                    return try BillingDate.parse(text)
-                } catch {
-                    throw ValidationError("\(option) \(error.message)")
-                }
-            }
-            let (start, end) = (try parse(from, "--from"), try parse(to, "--to"))
-            do throws(BillingDateError) {
-                try BillingDate.checkRange(from: start, to: end, fromText: from ?? "", toText: to ?? "")
-            } catch {
-                throw ValidationError(error.message)
-            }
-            return (start, end)
+            try BillingRange.parse(from: from, to: to)
         }
 
         func openLedger() throws -> Ledger {
@@ -79,5 +65,26 @@ struct BillingCommand: AsyncParsableCommand {
             let gaps = try selection.openLedger().gaps(from: from.map(Double.init), to: to.map(Double.init), vm: selection.vm)
             print(selection.format == "json" ? BillingFormat.json(gaps) : BillingFormat.csv(gaps), terminator: "")
         }
+    }
+}
+
+/// `--from` and `--to` of the billing exports (the agent's and the engine's), checked.
+enum BillingRange {
+    static func parse(from: String?, to: String?) throws -> (from: Int64?, to: Int64?) {
+        func parse(_ text: String?, _ option: String) throws -> Int64? {
+            guard let text else { return nil }
+            do throws(BillingDateError) {
+                return try BillingDate.parse(text)
+            } catch {
+                throw ValidationError("\(option) \(error.message)")
+            }
+        }
+        let (start, end) = (try parse(from, "--from"), try parse(to, "--to"))
+        do throws(BillingDateError) {
+            try BillingDate.checkRange(from: start, to: end, fromText: from ?? "", toText: to ?? "")
+        } catch {
+            throw ValidationError(error.message)
+        }
+        return (start, end)
     }
 }

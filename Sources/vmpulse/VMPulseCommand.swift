@@ -6,6 +6,6 @@ struct VMPulseCommand: AsyncParsableCommand {
         commandName: "vmpulse",
         abstract: "Watches the QEMU virtual machines of this host.",
         version: "0.1.0",
-        subcommands: [StatsCommand.self, AgentCommand.self, BillingCommand.self, RPCCommand.self, HeartbeatCommand.self]
+        subcommands: [StatsCommand.self, AgentCommand.self, BillingCommand.self, RPCCommand.self, HeartbeatCommand.self, EngineCommand.self]
     )
 }

@@ -103,7 +103,7 @@ import VMPulseCore
     @Test func confInfoAndDeviceStatsComeFromTheDescriptionAndTheRecord() throws {
         let m = Self.methods([Self.vm("a", uuid: "u-a")])
         let c = try #require(try result(m, "VM.getConfInfo", [["u-a"]])["u-a"])
-        #expect(c == ["acpiEnable": true, "kvmEnable": false, "pid": 4242, "vmType": "kvm", "displayType": "vnc", "displayIp": "127.0.0.1",
+        #expect(c == ["acpiEnable": true, "kvmEnable": false, "pid": 4242, "vmType": "kvm", "vmName": "a", "displayType": "vnc", "displayIp": "127.0.0.1",
                       "displayPort": 5901, "boot": "c"])
         let d = try #require(try result(m, "Host.getAllVmDeviceStats")["u-a"])
         #expect(d["balloonInfo"] == ["balloon_cur": .uint(1024), "balloon_max": .uint(2048)])

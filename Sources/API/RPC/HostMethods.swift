@@ -8,11 +8,13 @@ public struct HostMethods: Sendable {
     let store: SnapshotStore
     let book: StatusBook?
     let thin: ThinStatusStore?
+    let billing: BillingRecords?
 
-    public init(store: SnapshotStore, book: StatusBook?, thin: ThinStatusStore?) {
+    public init(store: SnapshotStore, book: StatusBook?, thin: ThinStatusStore?, billing: BillingRecords? = nil) {
         self.store = store
         self.book = book
         self.thin = thin
+        self.billing = billing
     }
 
     /// One method: its parameter names (in positional order) and what it does.
@@ -28,6 +30,10 @@ public struct HostMethods: Sendable {
         "VM.getConfInfo": Method(params: ["vmIDs"]) { m, p throws(RPCError) in try m.someVMs(p) { .object($0.confInfo) } },
         "VM.getGuestDetails": Method(params: ["vmIDs"]) { m, p throws(RPCError) in try m.someVMs(p) { .object($0.guestDetails) } },
         "Host.getAllDomainStats": Method(params: ["groups", "vmIDs", "enforce"]) { m, p throws(RPCError) in try m.domainStats(p) },
+        "Host.getBillingRecords": Method(params: ["after", "afterGap", "limit"]) { m, p throws(RPCError) in
+            guard let billing = m.billing else { throw RPCError(RPCError.ledgerUnavailable, "this agent keeps no ledger") }
+            return try billing.answer(p)
+        },
         "rpc.discover": Method(params: []) { _, _ in OpenRPC.document },
     ]
 

@@ -27,6 +27,8 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let unsupportedGroup = -32003
     /// `subscribe` over HTTP, or past the subscriber limit.
     public static let subscriptionRefused = -32004
+    /// `Host.getBillingRecords` could not read the ledger (missing, damaged, a row it cannot take).
+    public static let ledgerUnavailable = -32006
 
     public var json: JSONValue {
         var o: [String: JSONValue] = ["code": .int(Int64(code)), "message": .string(message)]

@@ -52,7 +52,7 @@ enum OpenRPC {
             ])),
             method("VM.getConfInfo", "What a VM was started with", params: [vmIDs], result: perVM("confInfo", [
                 "acpiEnable": boolean, "displayPort": integer, "displaySecurePort": integer, "displayType": string, "displayIp": string,
-                "pid": integer, "vmType": string, "kvmEnable": boolean, "cdrom": string, "boot": string,
+                "pid": integer, "vmType": string, "vmName": string, "kvmEnable": boolean, "cdrom": string, "boot": string,
             ])),
             method("VM.getGuestDetails", "What a guest reports of itself through its agent", params: [vmIDs], result: perVM("guestDetails", [
                 "appsList": ["type": "array", "items": string], "netIfaces": objects,
@@ -66,6 +66,13 @@ enum OpenRPC {
                 ["name": "enforce", "schema": boolean, "description": "refuse a group this host cannot give"],
             ], result: ["name": "domainStats", "schema": ["type": "object", "properties": [
                 "records": objects, "leftOut": ["type": "array", "items": string], "unknown": ["type": "object"],
+            ]]]),
+            method("Host.getBillingRecords", "The ledger's usage rows changed after a revision and its gaps after an id, for a fleet store", params: [
+                ["name": "after", "schema": ["type": "integer", "minimum": 0], "description": "the `next` of the previous page (default 0, from the start)"],
+                ["name": "afterGap", "schema": ["type": "integer", "minimum": 0], "description": "the `nextGap` of the previous page (default 0)"],
+                ["name": "limit", "schema": ["type": "integer", "minimum": 1, "maximum": 10000], "description": "rows of each kind per page (default 1000)"],
+            ], result: ["name": "billingRecords", "schema": ["type": "object", "properties": [
+                "ledger": string, "records": objects, "gaps": objects, "next": integer, "nextGap": integer, "more": boolean,
             ]]]),
             method("subscribe", "WebSocket only: push notifications of these kinds (default all) as method `event`", params: [
                 ["name": "kinds", "schema": ["type": "array", "items": ["type": "string", "enum": .array(AgentEvent.Kind.allCases.map { .string($0.rawValue) })]]],

@@ -54,6 +54,15 @@ struct RPCParams {
         return b
     }
 
+    /// A whole number within `range`; nil when absent or null.
+    func integer(_ name: String, in range: ClosedRange<Int64>) throws(RPCError) -> Int64? {
+        guard let value = values[name], value != .null else { return nil }
+        guard let v = value.int64Value, range.contains(v) else {
+            throw RPCError(RPCError.invalidParams, "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound), got \(JSONText.serialize(value).prefix(40))")
+        }
+        return v
+    }
+
     func required<T>(_ name: String, _ value: T?) throws(RPCError) -> T {
         guard let value else { throw RPCError(RPCError.invalidParams, "\(name) is required") }
         return value

@@ -74,7 +74,7 @@ struct VMView {
 
     /// `VM.getConfInfo`: what the VM was started with.
     var confInfo: [String: JSONValue] {
-        var o: [String: JSONValue] = ["vmType": "kvm"]
+        var o: [String: JSONValue] = ["vmType": "kvm", "vmName": .string(vm.name)]
         guard let d = vm.description else { return o }
         if let v = d.pid { o["pid"] = .int(Int64(v)) }
         if let v = d.kvm { o["kvmEnable"] = .bool(v) }

@@ -3,20 +3,23 @@
 public enum BillingFormat {
     static let fixedColumns = ["vm_uuid", "vm_name", "disk", "disk_path", "period_start", "period_end", "samples"]
 
-    public static func csv(_ rows: [PeriodUsage]) -> String {
-        var out = (fixedColumns + IOCounter.allCases.map(\.name)).joined(separator: ",") + "\n"
-        for r in rows {
+    /// `hosts`, when given (one per row: the fleet's export), comes first as a `host` column.
+    public static func csv(_ rows: [PeriodUsage], hosts: [String]? = nil) -> String {
+        var out = ((hosts == nil ? [] : ["host"]) + fixedColumns + IOCounter.allCases.map(\.name)).joined(separator: ",") + "\n"
+        for (i, r) in rows.enumerated() {
             let fixed = [r.key.vmUUID, r.vmName, r.key.disk, r.diskPath, isoTime(Double(r.periodStart)), isoTime(Double(r.periodEnd)), String(r.samples)]
-            out += (fixed.map(csvField) + IOCounter.allCases.map { String(r.usage[$0]) }).joined(separator: ",") + "\n"
+            let host = hosts.map { [i < $0.count ? $0[i] : ""] } ?? []
+            out += ((host + fixed).map(csvField) + IOCounter.allCases.map { String(r.usage[$0]) }).joined(separator: ",") + "\n"
         }
         return out
     }
 
-    public static func json(_ rows: [PeriodUsage]) -> String {
+    public static func json(_ rows: [PeriodUsage], hosts: [String]? = nil) -> String {
         var out = "["
         for (i, r) in rows.enumerated() {
             out += i == 0 ? "\n" : ",\n"
-            var fields = [
+            var fields = hosts.map { ["\"host\": \(JSONText.quoted(i < $0.count ? $0[i] : ""))"] } ?? []
+            fields += [
                 "\"vm_uuid\": \(JSONText.quoted(r.key.vmUUID))", "\"vm_name\": \(JSONText.quoted(r.vmName))",
                 "\"disk\": \(JSONText.quoted(r.key.disk))", "\"disk_path\": \(JSONText.quoted(r.diskPath))",
                 "\"period_start\": \(JSONText.quoted(isoTime(Double(r.periodStart))))", "\"period_end\": \(JSONText.quoted(isoTime(Double(r.periodEnd))))",
