@@ -219,7 +219,7 @@ let package = Package(
                                                   .product(name: "HTTPTypes", package: "swift-http-types"),
                                                   .product(name: "NIOEmbedded", package: "swift-nio")]),
         // Depends on the executable so that `swift build --build-tests` builds the `vmpulse` the tests run.
-        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "VMPulseTestSupport", "vmpulse", .product(name: "GRDB", package: "GRDB.swift"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Hypervisor", "VMPulseCore", "Store", "Engine", "VMPulseTestSupport", "vmpulse", .product(name: "GRDB", package: "GRDB.swift"),
                                                      .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")]),
     ]
 )

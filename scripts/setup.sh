@@ -15,6 +15,7 @@ esac
 packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev mount util-linux
           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev time
           prometheus  # promtool and a Prometheus server for the metrics tests (started by the tests)
+          postgresql-15  # a throw-away PostgreSQL cluster for the engine's fleet store tests (initdb, started by the tests)
           chromium)   # headless, for the panel's browser test
 
 missing=()

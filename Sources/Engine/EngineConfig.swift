@@ -78,7 +78,7 @@ public struct EngineConfig: Sendable, Equatable {
         }
         let ranges: [(String, Double, ClosedRange<Double>)] = [
             ("poll.runtime_interval", runtimeInterval, 0.1...3600), ("poll.device_interval", deviceInterval, 1...86_400),
-            ("poll.billing_interval", billingInterval, 1...86_400), ("poll.timeout", timeout, 0.1...600),
+            ("poll.billing_interval", billingInterval, 0.1...86_400), ("poll.timeout", timeout, 0.1...600),
         ]
         for (key, value, range) in ranges where !range.contains(value) {
             throw EngineConfigError(key: key, message: "must be between \(range.lowerBound) and \(range.upperBound) seconds, got \(value)")
