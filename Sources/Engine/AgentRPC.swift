@@ -61,9 +61,9 @@ public struct AgentRPC: Sendable {
         let answer: ByteBuffer
         let status: UInt
         do {
-            let response = try await client.execute(request, deadline: .now() + .milliseconds(Int64(timeout * 1000)))
-            status = response.status.code
-            answer = try await response.body.collect(upTo: Self.maxAnswerBytes)
+            (status, answer) = try await Self.exchange(client, request, timeout: timeout)
+        } catch is Deadline {
+            throw .timedOut(host: name, method: method, seconds: timeout)
         } catch let e as HTTPClientError where e == .deadlineExceeded || e == .readTimeout || e == .connectTimeout {
             throw .timedOut(host: name, method: method, seconds: timeout)
         } catch let e as NIOTooManyBytesError {
@@ -84,6 +84,29 @@ public struct AgentRPC: Sendable {
         }
         guard let result = o["result"] else { throw .badAnswer(host: name, method: method, why: "HTTP \(status), a JSON object without result or error") }
         return (result, bytes)
+    }
+
+    struct Deadline: Error {}
+
+    /// The request and its whole answer within `timeout`. AsyncHTTPClient's deadline covers
+    /// the request up to the answer's head; a peer that sends a head and then holds the body
+    /// (EngineBadAgentTests) would hold the poller for ever, so the body is raced against
+    /// the same deadline here, and cancelled (closing the connection) when it loses.
+    static func exchange(_ client: HTTPClient, _ request: HTTPClientRequest, timeout: Double) async throws -> (UInt, ByteBuffer) {
+        let limit = Duration.milliseconds(Int64(timeout * 1000))
+        return try await withThrowingTaskGroup(of: (UInt, ByteBuffer)?.self) { group in
+            group.addTask {
+                let response = try await client.execute(request, deadline: .now() + .milliseconds(Int64(timeout * 1000)))
+                return (response.status.code, try await response.body.collect(upTo: maxAnswerBytes))
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let answer = first else { throw Deadline() }
+            return answer
+        }
     }
 
     static func describe(_ error: any Error) -> String {
