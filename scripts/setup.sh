@@ -12,7 +12,7 @@ case "${1:-}" in
   *) echo "setup: unknown option $1 (usage: scripts/setup.sh [--libvirt])" >&2; exit 1 ;;
 esac
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev mount util-linux
+packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 procps libsqlite3-dev sqlite3 mount util-linux
           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev time
           prometheus  # promtool and a Prometheus server for the metrics tests (started by the tests)
           postgresql-15  # a throw-away PostgreSQL cluster for the engine's fleet store tests (initdb, started by the tests)

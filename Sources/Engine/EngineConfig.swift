@@ -58,12 +58,14 @@ public struct EngineConfig: Sendable, Equatable {
     public var timeout: Double = 5
     /// A host that has not answered for this many runtime intervals is stale.
     public var staleAfter = 2
+    /// Whether to subscribe to each agent's events (a status change seen before the next poll).
+    public var events = true
 
     public init() {}
 
     public static let defaultPath = "/etc/vmpulse/engine.yaml"
 
-    static let keys: Set<String> = ["agents", "database", "poll"]
+    static let keys: Set<String> = ["agents", "database", "poll", "events"]
     static let pollKeys: Set<String> = ["runtime_interval", "device_interval", "billing_interval", "timeout", "stale_after"]
     static let agentKeys: Set<String> = ["name", "address", "token_file"]
 
@@ -108,6 +110,11 @@ public struct EngineConfig: Sendable, Equatable {
         for (name, value) in try entries(root, "", known: keys) {
             switch name {
             case "database": c.database = try string(value, name)
+            case "events":
+                guard value.scalar != nil, let b = value.bool else {
+                    throw EngineConfigError(key: name, message: "expected true or false, got '\(value.scalar?.string ?? "a structure")'")
+                }
+                c.events = b
             case "agents":
                 guard let items = value.sequence else { throw EngineConfigError(key: name, message: "expected a list of agents") }
                 c.agents = try items.enumerated().map { (i, item) throws(EngineConfigError) in try agent(item, "agents[\(i)]") }

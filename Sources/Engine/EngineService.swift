@@ -33,13 +33,18 @@ public final class EngineService: Service, Sendable {
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup,
                                 configuration: HTTPClient.Configuration(timeout: timeouts))
         var pollers: [HostPoller] = []
+        var listeners: [EventListener] = []
         for a in config.agents {
-            let rpc = AgentRPC(endpoint: a, client: client, token: try Self.token(a), timeout: config.timeout)
-            pollers.append(HostPoller(rpc: rpc, config: config, keeper: keeper, logger: logger))
+            let token = try Self.token(a)
+            let rpc = AgentRPC(endpoint: a, client: client, token: token, timeout: config.timeout)
+            let poller = HostPoller(rpc: rpc, config: config, keeper: keeper, logger: logger)
+            pollers.append(poller)
+            if config.events { listeners.append(EventListener(endpoint: a, token: token, poller: poller, logger: logger)) }
         }
         logger.info("vmpulse engine polling \(pollers.count) agent(s) every \(config.runtimeInterval) s, fleet store \(config.database)")
         await withTaskGroup(of: Void.self) { group in
             for p in pollers { group.addTask { await p.run() } }
+            for l in listeners { group.addTask { await l.run() } }
             group.addTask {
                 try? await gracefulShutdown()
             }

@@ -32,6 +32,8 @@ public actor HostPoller {
     var lastBilling = -Double.infinity
     var cursor: BillingCursor?
     var problem: String?
+    /// The VMs of the last answered poll, as saved (an event changes one of them in place).
+    var lastReports: [VMReport] = []
     public private(set) var traffic = Traffic()
 
     /// Calls and bytes on the wire, by method (for `make bench-engine`).
@@ -118,11 +120,23 @@ public actor HostPoller {
             known[uuid] = nil
         }
         problem = problems.isEmpty ? nil : problems.joined(separator: "; ")
+        lastReports = reports
         await keeper.save(host: report(now: now, vmCount: reports.count), vms: reports, changes: changes)
         if now - lastBilling >= config.billingInterval {
             if await copyBilling() { lastBilling = now }
         }
         return true
+    }
+
+    /// A status the agent pushed: recorded at once, before the next poll. Only for a VM the
+    /// last poll listed (an event cannot add a VM the engine has not seen).
+    func statusEvent(uuid: String, status: String) async {
+        guard let i = lastReports.firstIndex(where: { $0.uuid == uuid }), lastReports[i].status != status else { return }
+        let now = WallClock.now()
+        let change = StatusChange(host: name, uuid: uuid, at: now, from: lastReports[i].status, to: status, source: "event")
+        lastReports[i].status = status
+        known[uuid, default: Known()].status = status
+        await keeper.save(host: report(now: now, vmCount: lastReports.count), vms: lastReports, changes: [change])
     }
 
     func report(now: Double, vmCount: Int) -> HostReport {

@@ -107,6 +107,32 @@ import VMPulseTestSupport
         #expect(try pg.psql("SELECT value FROM fleet_meta WHERE key = 'schema_version'") == "1\n")
     }
 
+    /// A pause pushed by the agent's events reaches the fleet store long before the next poll.
+    @Test func aPauseIsSeenFromTheAgentsEventsBeforeTheNextPoll() async throws {
+        let bed = try TestBed(prefix: "fleet-ev")
+        defer { bed.shutdown() }
+        let guest = try bed.launch(GuestSpec(name: "fleet-ev1"))
+        let agent = try AgentProcess(socketDirectory: bed.socketDirectory, dataDirectory: bed.directory + "/data", directory: bed.directory,
+                                     fullInterval: 1)
+        try await agent.waitReady()
+        try await guest.waitReady()
+        let db = bed.directory + "/fleet.sqlite"
+        let engine = try EngineProcess(agents: [("host-a", agent.address)], database: db, directory: bed.directory, runtimeInterval: 60, timeout: 2)
+        _ = try await Self.waitStatus(engine, "the VM Up") { Self.vm($0, guest.uuid)?["status"] == "Up" }
+        try await Task.sleep(for: .seconds(1))  // the subscription is made
+        let control = try await QMPClient.connect(socketPath: guest.controlSocket)
+        _ = try await control.execute("stop")
+        let paused = ContinuousClock.now
+        _ = try await Self.waitStatus(engine, timeout: .seconds(10), "Paused") { Self.vm($0, guest.uuid)?["status"] == "Paused" }
+        #expect(ContinuousClock.now - paused < .seconds(5), "seen from the event, not the poll 60 s later")
+        let changes = try Spawn.capture("/usr/bin/sqlite3", [db, "SELECT to_status || ':' || source FROM status_changes WHERE uuid = '\(guest.uuid)' ORDER BY at"])
+        #expect(changes.stdout == "Up:poll\nPaused:event\n", "\(changes.stdout) \(changes.stderr)")
+        _ = try await control.execute("cont")
+        await control.close()
+        #expect(try await engine.stop() == 0)
+        _ = try await agent.stop()
+    }
+
     /// The database goes away mid-run: the engine keeps polling, says the store is degraded,
     /// keeps the status changes it sees, and writes them when the server is back.
     @Test func aStoreThatGoesAwayAndComesBackLosesNoStatusChange() async throws {

@@ -62,7 +62,7 @@ import VMPulseTestSupport
         #expect(Self.code(big) == -32600)
         #expect(try agent.health().status == 200)
         // rpc.discover answers under the limit.
-        #expect(try agent.result("rpc.discover")["methods"]?.arrayValue?.count == 8)
+        #expect(try agent.result("rpc.discover")["methods"]?.arrayValue?.count == 9)
         // vmpulse rpc: bad parameters are refused before anything is sent; an error answer is exit 1.
         let vmpulse = Spawn.builtProduct("vmpulse")
         let address = "127.0.0.1:\(agent.port)"
