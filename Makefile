@@ -1,7 +1,7 @@
 # vmpulse: the two commands a new user needs are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: setup build test fuzz demo bench bench-agent bench-thin bench-rpc bench-metrics bench-heartbeat clean
+.PHONY: setup build test fuzz demo bench bench-agent bench-thin bench-rpc bench-metrics bench-heartbeat bench-engine clean
 
 ## setup: install QEMU and friends if missing, build the test guest
 setup:
@@ -54,6 +54,11 @@ bench-rpc: setup
 bench-metrics: setup
 	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/MetricsBenchmark --paused $${PAUSED:-100} --simulated $${SIMULATED:-500}
+
+## bench-engine: bytes and calls per hour of the engine's polling (the proposal's scheme beside the old one) at 100 and 500 simulated VMs, then the engine's CPU and memory polling 50 hosts (fake agents)
+bench-engine: setup
+	$(SWIFT) build -c release --static-swift-stdlib
+	.build/release/EngineBenchmark
 
 ## bench-heartbeat: detection latency and false deaths of the fixed and phi detectors under 0/5/20 % loss with jitter (simulated channel)
 bench-heartbeat:

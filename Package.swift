@@ -193,6 +193,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "EngineBenchmark",
+            dependencies: [
+                "VMPulseTestSupport", "Engine", "VMPulseCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/EngineBenchmark",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "ThinBenchmark",
             dependencies: [
                 "VMPulseTestSupport", "QMP", "VMPulseCore",

@@ -39,7 +39,7 @@ struct MetricsBenchmark: AsyncParsableCommand {
             for guest in guests.dropFirst() { guest.stop() }
             let simulated = bed.directory + "/simulated"
             try FileManager.default.createDirectory(atPath: simulated, withIntermediateDirectories: true)
-            let replies = try await record(model: guests[0], bed: bed)
+            let replies = try await QMPSimulator.recordReplies(model: guests[0], bed: bed)
             // Ten VMs per process: a real QEMU has a few dozen open files, and the agent reads
             // /proc/PID/fd of each VM; 500 sockets in one process would make that 1000 each.
             var simulators: [pid_t] = []
@@ -63,23 +63,6 @@ struct MetricsBenchmark: AsyncParsableCommand {
                 |---|---|---|---|---|---|---|---|---|---|
                 \(rows.joined(separator: "\n"))
                 """)
-        }
-
-        /// One simulated VM backed by the model guest's spare monitor, read by an agent through
-        /// a few full passes: every reply the agent asks for, recorded to a file.
-        func record(model: Guest, bed: TestBed) async throws -> String {
-            let directory = bed.directory + "/recording"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let simulator = try await QMPSimulator.start(directory: directory, count: 1, replies: .model(model.controlSocket))
-            let agent = try AgentProcess(socketDirectory: directory, dataDirectory: bed.directory + "/data-recording", directory: bed.directory,
-                                         interval: 0.5, flushInterval: 10, fullInterval: 1)
-            try await agent.waitReady()
-            try await Task.sleep(for: .seconds(5))
-            try await agent.stop()
-            let path = bed.directory + "/replies.json"
-            try JSONText.serialize(.object(simulator.recorded())).write(toFile: path, atomically: true, encoding: .utf8)
-            await simulator.stop()
-            return path
         }
 
         func measure(socketDirectory: String, vms: Int, label: String, bed: TestBed) async throws -> String {
