@@ -27,7 +27,6 @@ struct EngineBenchmark: AsyncParsableCommand {
         var spec = GuestSpec(name: "model")
         spec.paused = true
         let model = try bed.launch(spec)
-        try await model.waitReady()
         let replies = try await QMPSimulator.recordReplies(model: model, bed: bed)
         var simulators: [pid_t] = []
         defer { for pid in simulators { kill(pid, SIGKILL); _ = waitpid(pid, nil, 0) } }

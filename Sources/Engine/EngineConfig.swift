@@ -205,6 +205,18 @@ public enum StoreLocation: Sendable, Equatable {
     case sqlite(path: String)
     case postgres(url: String)
 
+    /// For logs and messages: a PostgreSQL URL without its password.
+    public var shown: String {
+        switch self {
+        case .sqlite(let path): return path
+        case .postgres(let url):
+            guard let at = url.firstIndex(of: "@"), let scheme = url.range(of: "://"), scheme.upperBound < at else { return url }
+            let userinfo = url[scheme.upperBound..<at]
+            guard let colon = userinfo.firstIndex(of: ":") else { return url }
+            return String(url[..<colon]) + ":***" + String(url[at...])
+        }
+    }
+
     public static func parse(_ text: String) throws(EngineConfigError) -> StoreLocation {
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") { return .postgres(url: text) }
         let path = text.hasPrefix("sqlite:") ? String(text.dropFirst("sqlite:".count)) : text

@@ -35,7 +35,7 @@ import Testing
     @Test(arguments: [
         "agentz: []", "agents: 5", "agents: [{name: a}]", "agents: [{address: 'nohost'}]", "agents: [{address: 'h:99999'}]",
         "agents: [{address: 'h:1', colour: red}]", "poll: {runtime_interval: fast}", "poll: {stale_after: 1.5}", "poll: {jitter: 1}",
-        "database: 'mysql://x'", "poll: {runtime_interval: 0}", "poll: {timeout: 1e9}", "poll: {runtime_interval: 1:30}",
+        "database: 'mysql://x'", "events: maybe", "poll: {runtime_interval: 0}", "poll: {timeout: 1e9}", "poll: {runtime_interval: 1:30}",
     ])
     func aBadFileNamesTheKey(_ yaml: String) {
         #expect(throws: EngineConfigError.self) {
@@ -56,5 +56,7 @@ import Testing
         #expect(try StoreLocation.parse("sqlite:/tmp/f.sqlite") == .sqlite(path: "/tmp/f.sqlite"))
         #expect(try StoreLocation.parse("postgres:///fleet?host=/tmp/pg") == .postgres(url: "postgres:///fleet?host=/tmp/pg"))
         #expect(throws: EngineConfigError.self) { try StoreLocation.parse("sqlite:") }
+        #expect(try StoreLocation.parse("postgres://engine:s3cret@db:5432/fleet").shown == "postgres://engine:***@db:5432/fleet")
+        #expect(try StoreLocation.parse("postgres://engine@db/fleet").shown == "postgres://engine@db/fleet")
     }
 }

@@ -135,6 +135,19 @@ import VMPulseCore
         }
     }
 
+    @Test func aClosedStoreIsReadReadOnly() async throws {
+        try await withStore { store, path in
+            try await store.save(host: host("a"), vms: [vm("1", "Up")], changes: [])
+            await store.database.close()
+            let reader = try await FleetStore.open(.sqlite(path: path), readOnly: true)
+            #expect(try await reader.hosts().map(\.name) == ["a"])
+            await #expect(throws: FleetStoreError.self) {
+                try await reader.database.transaction([SQLStatement("DELETE FROM hosts")])
+            }
+            await reader.database.close()
+        }
+    }
+
     @Test func aStoreFromANewerVmpulseIsRefused() async throws {
         try await withStore { store, path in
             try await store.database.transaction([SQLStatement("UPDATE fleet_meta SET value = '99' WHERE key = 'schema_version'")])

@@ -30,12 +30,7 @@ public struct FleetStore: Sendable {
     // MARK: schema
 
     func schemaVersion() async throws(FleetStoreError) -> Int {
-        let rows: [SQLRow]
-        do {
-            rows = try await database.query("SELECT value FROM fleet_meta WHERE key = 'schema_version'", [])
-        } catch {
-            return 0
-        }
+        let rows = try await database.query("SELECT value FROM fleet_meta WHERE key = 'schema_version'", [])
         guard let text = rows.first?["value"]?.text else { return 0 }
         guard let v = Int(text), v >= 0 else {
             throw FleetStoreError("fleet store \(database.location): fleet_meta.schema_version holds '\(text.prefix(40))', not a version")
