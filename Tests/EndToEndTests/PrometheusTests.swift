@@ -138,6 +138,7 @@ import VMPulseTestSupport
         try await agent.waitReady()
         try await Task.sleep(for: .seconds(2))
         let first = try Self.metrics(agent).body
+        let firstAt = ContinuousClock.now
         let started = ContinuousClock.now
         let statuses = await withTaskGroup(of: Int.self) { group in
             for _ in 0..<200 {
@@ -152,7 +153,9 @@ import VMPulseTestSupport
         try await Task.sleep(for: .seconds(2))
         let last = try Self.metrics(agent).body
         let ticks = (Self.value(last, "vmpulse_agent_ticks_total") ?? 0) - (Self.value(first, "vmpulse_agent_ticks_total") ?? 0)
-        let seconds = Double((ContinuousClock.now - started).components.seconds) + 2
+        // The window between the two readings, exactly (it holds the scrapes and the 2 s after).
+        let window = ContinuousClock.now - firstAt
+        let seconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
         #expect(ticks >= (seconds / 0.5) - 3, "\(ticks) ticks in about \(seconds) s at 0.5 s (scrapes took \(elapsed))")
         #expect(Self.value(last, "vmpulse_agent_skipped_passes_total") == Self.value(first, "vmpulse_agent_skipped_passes_total"),
                 "no VM was still in its pass at a tick while the scrapes ran")
