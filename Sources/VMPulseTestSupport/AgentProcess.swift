@@ -100,28 +100,16 @@ public final class AgentProcess: @unchecked Sendable {
     @discardableResult
     public func stop(timeout: Duration = .seconds(20)) async throws -> Int32 {
         guard pid > 0 else { return 0 }
-        kill(pid, SIGTERM)
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let code = Spawn.exited(pid) {
-                pid = 0
-                return code
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        kill(pid, SIGKILL)
-        _ = Spawn.exited(pid)
-        throw TestBedError("the agent did not stop within \(timeout) after SIGTERM")
+        let code = try await Spawn.terminate(pid, timeout: timeout)
+        pid = 0
+        guard let code else { throw TestBedError("the agent did not stop within \(timeout) after SIGTERM") }
+        return code
     }
 
     /// SIGKILL: no chance to flush anything.
     public func killHard() async throws {
         guard pid > 0 else { return }
-        kill(pid, SIGKILL)
-        for _ in 0..<100 {
-            if Spawn.exited(pid) != nil { break }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await Spawn.killHard(pid)
         pid = 0
     }
 

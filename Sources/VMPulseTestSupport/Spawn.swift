@@ -93,6 +93,29 @@ public enum Spawn {
     }
 
     /// Runs a program and returns its exit status and what it printed on each stream.
+    /// SIGTERM, then waits for the exit: its status, or nil (after a SIGKILL) when it did
+    /// not exit within `timeout`.
+    public static func terminate(_ pid: pid_t, timeout: Duration) async throws -> Int32? {
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let code = exited(pid) { return code }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        kill(pid, SIGKILL)
+        _ = exited(pid)
+        return nil
+    }
+
+    /// SIGKILL, and waits (up to 2 s) until the process is gone.
+    public static func killHard(_ pid: pid_t) async throws {
+        kill(pid, SIGKILL)
+        for _ in 0..<100 {
+            if exited(pid) != nil { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     public static func capture(_ program: String, _ arguments: [String]) throws -> Output {
         let base = "/tmp/vmpulse-capture-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer {

@@ -22,17 +22,9 @@ import VMPulseTestSupport
 
         init(answers: [Int] = []) throws {
             self.answers = answers
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let (fd, port) = try LoopbackListener.open(backlog: 16)
             self.fd = fd
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let ok = withUnsafeMutablePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &len) == 0 }
-            }
-            guard ok else { throw TestBedError("cannot listen: \(String(cString: strerror(errno)))") }
-            port = Int(UInt16(bigEndian: addr.sin_port))
+            self.port = port
             let http = !answers.isEmpty
             Thread { [self] in
                 while true {

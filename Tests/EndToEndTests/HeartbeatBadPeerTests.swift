@@ -19,19 +19,9 @@ import VMPulseTestSupport
         private var recorded: [[UInt8]] = []
 
         init(target: Int) throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let (fd, port) = try LoopbackListener.open(backlog: 4)
             listener = fd
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let ok = withUnsafeMutablePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &len) == 0 }
-            }
-            guard ok else { throw TestBedError("the tap cannot listen: \(String(cString: strerror(errno)))") }
-            port = Int(UInt16(bigEndian: addr.sin_port))
+            self.port = port
             Thread { [self] in
                 while true {
                     let client = accept(fd, nil, nil)

@@ -115,6 +115,21 @@ import VMPulseCore
         }
     }
 
+    @Test func sampleCountsThatOverflowAreAnErrorNotATrap() async throws {
+        try await withStore { store, _ in
+            try await store.copy(page("old", [(1, "u1", 1, 0)], next: 1), host: "a")
+            try await store.copy(page("new", [(1, "u1", 1, 0)], next: 1), host: "a")
+            try await store.database.transaction([SQLStatement("UPDATE billing SET samples = ?", [.integer(Int64.max)])])
+            await #expect(throws: FleetStoreError.self) { try await store.billing() }
+            // And over hosts, by VM.
+            let one = FleetUsage(host: "a", usage: PeriodUsage(key: DiskKey(vmUUID: "u1", disk: "d"), vmName: "v", diskPath: "/d", periodStart: 0,
+                                                                periodEnd: 1, usage: BlockCounters(), samples: Int.max))
+            var other = one
+            other.host = "b"
+            #expect(throws: FleetStoreError.self) { try FleetStore.byVM([one, other]) }
+        }
+    }
+
     @Test func countersUpTo2To64Minus1AreKeptExactly() async throws {
         try await withStore { store, _ in
             try await store.copy(page("L", [(1, "u1", UInt64.max, 0)], next: 1), host: "a")

@@ -218,12 +218,13 @@ public struct FleetStore: Sendable {
                 continue
             }
             let (sum, overflow) = out[i].usage.usage.addingReportingOverflow(u.usage.usage)
-            guard overflow.isEmpty else {
+            let (samples, samplesOverflow) = out[i].usage.samples.addingReportingOverflow(u.usage.samples)
+            guard overflow.isEmpty, !samplesOverflow else {
                 throw FleetStoreError("fleet store \(database.location): the usage of \(u.usage.key.vmUUID) disk \(u.usage.key.disk) on \(u.host) "
-                    + "in the period at \(u.usage.periodStart) passes 2^64 - 1 over its ledgers (\(overflow.map(\.name).joined(separator: ", ")))")
+                    + "in the period at \(u.usage.periodStart) passes 2^64 - 1 over its ledgers (\((overflow.map(\.name) + (samplesOverflow ? ["samples"] : [])).joined(separator: ", ")))")
             }
             out[i].usage.usage = sum
-            out[i].usage.samples += u.usage.samples
+            out[i].usage.samples = samples
         }
         return out
     }
@@ -240,11 +241,12 @@ public struct FleetStore: Sendable {
                 continue
             }
             let (sum, overflow) = out[i].usage.addingReportingOverflow(r.usage.usage)
-            guard overflow.isEmpty else {
+            let (samples, samplesOverflow) = out[i].samples.addingReportingOverflow(r.usage.samples)
+            guard overflow.isEmpty, !samplesOverflow else {
                 throw FleetStoreError("the usage of \(r.usage.key.vmUUID) disk \(r.usage.key.disk) in the period at \(r.usage.periodStart) passes 2^64 - 1 over its hosts")
             }
             out[i].usage = sum
-            out[i].samples += r.usage.samples
+            out[i].samples = samples
         }
         return out
     }
