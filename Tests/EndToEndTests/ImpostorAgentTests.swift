@@ -28,17 +28,8 @@ import VMPulseTestSupport
         private var stopped = false
 
         init(_ behaviour: Behaviour) throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            guard bound == 0, listen(fd, 16) == 0 else { throw TestBedError("impostor: cannot listen: \(String(cString: strerror(errno)))") }
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-            port = Int(UInt16(bigEndian: addr.sin_port))
+            let (fd, port) = try LoopbackListener.open(backlog: 16)
+            self.port = port
             listener = fd
             let listener = fd
             Thread.detachNewThread { [self] in
